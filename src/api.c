@@ -1,0 +1,278 @@
+/*
+ * Public collective entry points: argument checks, algorithm choice, dispatch.
+ *
+ * Argument errors are found before any communication, so they leave the communicator usable.
+ * Algorithm choice for now: a rank-local copy for one rank, direct eager exchanges up to
+ * WEFT_EAGER_LIMIT bytes per block (and at most WF_DIRECT_MAX_RANKS ranks), rings and a chain above.
+ * Every rank computes the same choice from the same arguments and agreed settings.
+ */
+#include <stdint.h>
+#include <string.h>
+
+#include "coll/coll.h"
+#include "log.h"
+#include "reduce.h"
+
+#define WF_DIRECT_MAX_RANKS 64
+
+typedef enum { ALGO_LOCAL, ALGO_DIRECT, ALGO_RING, ALGO_CHAIN, ALGO_DISSEMINATION, ALGO_COUNT } algo_t;
+static const char *const algo_names[ALGO_COUNT] = {"local", "direct", "ring", "chain", "dissemination"};
+
+enum { COLL_ALLREDUCE, COLL_ALLGATHER, COLL_REDUCE_SCATTER, COLL_BROADCAST, COLL_BARRIER };
+
+/* Log each (collective, algorithm) pair once per communicator at INFO under TUNE. */
+static void log_choice(weft_comm_t comm, int coll, algo_t algo, size_t bytes, const char *reason)
+{
+    unsigned bit = 1u << (coll * ALGO_COUNT + (int)algo);
+    if (comm->tune_logged & bit)
+        return;
+    comm->tune_logged |= bit;
+    WF_INFO(WF_SUB_TUNE, "%s of %zu bytes on %d ranks uses the %s algorithm: %s", comm->coll_name, bytes, comm->nranks,
+            algo_names[algo], reason);
+}
+
+static algo_t choose(weft_comm_t comm, int coll, size_t block_bytes, size_t total_bytes)
+{
+    algo_t algo;
+    const char *reason;
+    if (comm->nranks == 1) {
+        algo = ALGO_LOCAL, reason = "single rank";
+    } else if (coll == COLL_BARRIER) {
+        algo = ALGO_DISSEMINATION, reason = "only barrier algorithm";
+    } else if (block_bytes <= comm->eager_limit && comm->nranks <= WF_DIRECT_MAX_RANKS) {
+        algo = ALGO_DIRECT, reason = "blocks within WEFT_EAGER_LIMIT";
+    } else if (coll == COLL_BROADCAST) {
+        algo = ALGO_CHAIN, reason = "above WEFT_EAGER_LIMIT: pipelined chain of RDMA writes";
+    } else {
+        algo = ALGO_RING, reason = "above WEFT_EAGER_LIMIT: pipelined ring of RDMA writes";
+    }
+    log_choice(comm, coll, algo, total_bytes, reason);
+    return algo;
+}
+
+/* Checks shared by every collective; name is the API function for messages. */
+static weft_result_t check_comm(weft_comm_t comm, const char *name)
+{
+    if (comm == NULL) {
+        wf_set_init_error("%s: comm is NULL; create one with weft_comm_init_env or weft_comm_init_rank", name);
+        return WEFT_ERR_INVALID_ARGUMENT;
+    }
+    if (comm->failure != WEFT_SUCCESS)
+        return comm->failure; /* last_error keeps the original failure */
+    return WEFT_SUCCESS;
+}
+
+static weft_result_t check_type(weft_comm_t comm, const char *name, weft_datatype_t type, size_t count,
+                                size_t multiple)
+{
+    size_t size = wf_datatype_size(type);
+    if (size == 0)
+        return wf_comm_invalid(comm, "%s on rank %d: datatype %d is not a weft_datatype_t value; use WEFT_INT8 .. WEFT_FLOAT64",
+                               name, comm->rank, (int)type);
+    if (count > SIZE_MAX / size / multiple)
+        return wf_comm_invalid(comm, "%s on rank %d: count %zu of %s overflows the address space", name, comm->rank, count,
+                               wf_datatype_name(type));
+    return WEFT_SUCCESS;
+}
+
+static weft_result_t check_op(weft_comm_t comm, const char *name, weft_op_t op)
+{
+    if ((int)op < 0 || (int)op >= WF_OP_COUNT)
+        return wf_comm_invalid(comm, "%s on rank %d: op %d is not a weft_op_t value; use WEFT_SUM, WEFT_PROD, WEFT_MIN, "
+                               "WEFT_MAX or WEFT_AVG", name, comm->rank, (int)op);
+    return WEFT_SUCCESS;
+}
+
+static weft_result_t check_buffer(weft_comm_t comm, const char *name, const char *which, const void *buf)
+{
+    if (buf == NULL)
+        return wf_comm_invalid(comm, "%s on rank %d: %s is NULL with a non-zero count", name, comm->rank, which);
+    return WEFT_SUCCESS;
+}
+
+/* Out-of-place buffers must not overlap: the algorithms read one while they write the other. */
+static weft_result_t check_overlap(weft_comm_t comm, const char *name, const void *a, size_t a_bytes, const void *b,
+                                   size_t b_bytes, const char *in_place_rule)
+{
+    uintptr_t a0 = (uintptr_t)a, b0 = (uintptr_t)b;
+    if (a0 < b0 + b_bytes && b0 < a0 + a_bytes)
+        return wf_comm_invalid(comm, "%s on rank %d: sendbuf %p and recvbuf %p overlap without being in place; "
+                               "in place means %s", name, comm->rank, a, b, in_place_rule);
+    return WEFT_SUCCESS;
+}
+
+static weft_result_t plan_for(weft_comm_t comm, const char *name, weft_datatype_t type, weft_op_t op,
+                              wf_reduce_plan_t *plan)
+{
+    if (wf_reduce_plan(plan, type, op, comm->native_precision) != 0)
+        return wf_comm_invalid(comm, "%s on rank %d: no reduction for datatype %d and op %d", name, comm->rank,
+                               (int)type, (int)op);
+    return WEFT_SUCCESS;
+}
+
+WEFT_API weft_result_t weft_allreduce(const void *sendbuf, void *recvbuf, size_t count, weft_datatype_t datatype,
+                                      weft_op_t op, weft_comm_t comm)
+{
+    const char *name = "weft_allreduce";
+    weft_result_t result = check_comm(comm, name);
+    if (result == WEFT_SUCCESS)
+        result = check_type(comm, name, datatype, count, 1);
+    if (result == WEFT_SUCCESS)
+        result = check_op(comm, name, op);
+    if (result != WEFT_SUCCESS || count == 0)
+        return result;
+    size_t size = wf_datatype_size(datatype), bytes = count * size;
+    if ((result = check_buffer(comm, name, "sendbuf", sendbuf)) != WEFT_SUCCESS ||
+        (result = check_buffer(comm, name, "recvbuf", recvbuf)) != WEFT_SUCCESS)
+        return result;
+    if (sendbuf != recvbuf &&
+        (result = check_overlap(comm, name, sendbuf, bytes, recvbuf, bytes, "sendbuf == recvbuf")) != WEFT_SUCCESS)
+        return result;
+    wf_reduce_plan_t plan;
+    if ((result = plan_for(comm, name, datatype, op, &plan)) != WEFT_SUCCESS)
+        return result;
+
+    wf_coll_begin(comm, "allreduce");
+    int n = comm->nranks;
+    switch (choose(comm, COLL_ALLREDUCE, bytes, bytes)) {
+    case ALGO_LOCAL:
+        if (sendbuf != recvbuf)
+            memcpy(recvbuf, sendbuf, bytes); /* one rank: every op is the identity */
+        return WEFT_SUCCESS;
+    case ALGO_DIRECT:
+        return wf_allreduce_direct(comm, sendbuf, recvbuf, count, &plan);
+    default:
+        break;
+    }
+
+    /* Ring: reduce-scatter into this rank's block of recvbuf, then all-gather the blocks in place. */
+    size_t counts[n], offsets[n], block_bytes[n], block_offsets[n];
+    for (int r = 0; r < n; r++) {
+        counts[r] = wf_block_count(count, n, r);
+        offsets[r] = wf_block_offset(count, n, r);
+        block_bytes[r] = counts[r] * size;
+        block_offsets[r] = offsets[r] * size;
+    }
+    result = wf_ring_reduce_scatter(comm, sendbuf, (char *)recvbuf + block_offsets[comm->rank], counts, offsets, &plan);
+    if (result == WEFT_SUCCESS)
+        result = wf_ring_allgather(comm, recvbuf, bytes, block_bytes, block_offsets);
+    return result;
+}
+
+WEFT_API weft_result_t weft_allgather(const void *sendbuf, void *recvbuf, size_t sendcount, weft_datatype_t datatype,
+                                      weft_comm_t comm)
+{
+    const char *name = "weft_allgather";
+    weft_result_t result = check_comm(comm, name);
+    if (result == WEFT_SUCCESS)
+        result = check_type(comm, name, datatype, sendcount, (size_t)comm->nranks);
+    if (result != WEFT_SUCCESS || sendcount == 0)
+        return result;
+    int n = comm->nranks;
+    size_t block = sendcount * wf_datatype_size(datatype), total = block * (size_t)n;
+    char *own = (char *)recvbuf + block * (size_t)comm->rank;
+    if ((result = check_buffer(comm, name, "sendbuf", sendbuf)) != WEFT_SUCCESS ||
+        (result = check_buffer(comm, name, "recvbuf", recvbuf)) != WEFT_SUCCESS)
+        return result;
+    if (sendbuf != own && (result = check_overlap(comm, name, sendbuf, block, recvbuf, total,
+                                                  "sendbuf == recvbuf + rank*sendcount")) != WEFT_SUCCESS)
+        return result;
+
+    wf_coll_begin(comm, "allgather");
+    if (sendbuf != own) {
+        memcpy(own, sendbuf, block);
+        comm->stats.local_copy_bytes += block;
+    }
+    size_t bytes[n], offsets[n];
+    for (int r = 0; r < n; r++) {
+        bytes[r] = block;
+        offsets[r] = block * (size_t)r;
+    }
+    switch (choose(comm, COLL_ALLGATHER, block, total)) {
+    case ALGO_LOCAL:
+        return WEFT_SUCCESS;
+    case ALGO_DIRECT:
+        return wf_allgather_direct(comm, recvbuf, bytes, offsets);
+    default:
+        return wf_ring_allgather(comm, recvbuf, total, bytes, offsets);
+    }
+}
+
+WEFT_API weft_result_t weft_reduce_scatter(const void *sendbuf, void *recvbuf, size_t recvcount,
+                                           weft_datatype_t datatype, weft_op_t op, weft_comm_t comm)
+{
+    const char *name = "weft_reduce_scatter";
+    weft_result_t result = check_comm(comm, name);
+    if (result == WEFT_SUCCESS)
+        result = check_type(comm, name, datatype, recvcount, (size_t)comm->nranks);
+    if (result == WEFT_SUCCESS)
+        result = check_op(comm, name, op);
+    if (result != WEFT_SUCCESS || recvcount == 0)
+        return result;
+    int n = comm->nranks;
+    size_t size = wf_datatype_size(datatype), block = recvcount * size, total = block * (size_t)n;
+    const char *in_place = (const char *)sendbuf + block * (size_t)comm->rank;
+    if ((result = check_buffer(comm, name, "sendbuf", sendbuf)) != WEFT_SUCCESS ||
+        (result = check_buffer(comm, name, "recvbuf", recvbuf)) != WEFT_SUCCESS)
+        return result;
+    if (recvbuf != in_place && (result = check_overlap(comm, name, sendbuf, total, recvbuf, block,
+                                                       "recvbuf == sendbuf + rank*recvcount")) != WEFT_SUCCESS)
+        return result;
+    wf_reduce_plan_t plan;
+    if ((result = plan_for(comm, name, datatype, op, &plan)) != WEFT_SUCCESS)
+        return result;
+
+    wf_coll_begin(comm, "reduce_scatter");
+    size_t counts[n], offsets[n];
+    for (int r = 0; r < n; r++) {
+        counts[r] = recvcount;
+        offsets[r] = recvcount * (size_t)r;
+    }
+    switch (choose(comm, COLL_REDUCE_SCATTER, block, total)) {
+    case ALGO_LOCAL:
+        if (recvbuf != sendbuf)
+            memcpy(recvbuf, sendbuf, block);
+        return WEFT_SUCCESS;
+    case ALGO_DIRECT:
+        return wf_reduce_scatter_direct(comm, sendbuf, recvbuf, counts, offsets, &plan);
+    default:
+        return wf_ring_reduce_scatter(comm, sendbuf, recvbuf, counts, offsets, &plan);
+    }
+}
+
+WEFT_API weft_result_t weft_broadcast(void *buf, size_t count, weft_datatype_t datatype, int root, weft_comm_t comm)
+{
+    const char *name = "weft_broadcast";
+    weft_result_t result = check_comm(comm, name);
+    if (result == WEFT_SUCCESS)
+        result = check_type(comm, name, datatype, count, 1);
+    if (result == WEFT_SUCCESS && (root < 0 || root >= comm->nranks))
+        result = wf_comm_invalid(comm, "%s on rank %d: root %d is outside 0..%d", name, comm->rank, root,
+                                 comm->nranks - 1);
+    if (result != WEFT_SUCCESS || count == 0)
+        return result;
+    if ((result = check_buffer(comm, name, "buf", buf)) != WEFT_SUCCESS)
+        return result;
+
+    size_t bytes = count * wf_datatype_size(datatype);
+    wf_coll_begin(comm, "broadcast");
+    switch (choose(comm, COLL_BROADCAST, bytes, bytes)) {
+    case ALGO_LOCAL:
+        return WEFT_SUCCESS;
+    case ALGO_DIRECT:
+        return wf_broadcast_direct(comm, buf, bytes, root);
+    default:
+        return wf_chain_broadcast(comm, buf, bytes, root);
+    }
+}
+
+WEFT_API weft_result_t weft_barrier(weft_comm_t comm)
+{
+    weft_result_t result = check_comm(comm, "weft_barrier");
+    if (result != WEFT_SUCCESS)
+        return result;
+    wf_coll_begin(comm, "barrier");
+    if (choose(comm, COLL_BARRIER, 0, 0) == ALGO_LOCAL)
+        return WEFT_SUCCESS;
+    return wf_dissemination_barrier(comm);
+}

@@ -1,0 +1,50 @@
+/*
+ * Bootstrap: find the other ranks of a job and exchange small blobs out of band.
+ *
+ * A bootstrap gives a rank and a size, then serves allgather and barrier over a channel that does
+ * not depend on the fabric (TCP through a rendezvous root, or PMIx). It carries the endpoint
+ * addresses and node identities at communicator creation and the agreement at destruction.
+ * Every blocking call gives up after timeout_s seconds with WEFT_ERR_TIMEOUT and a message that
+ * names the ranks that were missing.
+ */
+#ifndef WF_BOOTSTRAP_H
+#define WF_BOOTSTRAP_H
+
+#include <stddef.h>
+
+#include "weft.h"
+
+typedef struct wf_bootstrap wf_bootstrap_t;
+
+struct wf_bootstrap {
+    int rank;
+    int nranks;
+    const char *method; /* "tcp", "pmix", "torchrun", "unique-id" for logs */
+    /* Every rank passes length bytes; all receives nranks*length bytes in rank order. */
+    weft_result_t (*allgather)(wf_bootstrap_t *b, const void *mine, void *all, size_t length);
+    weft_result_t (*barrier)(wf_bootstrap_t *b);
+    void (*destroy)(wf_bootstrap_t *b);
+};
+
+/*
+ * From the environment, in this order: WEFT_ROOT with WEFT_RANK and WEFT_SIZE; PMIx when the
+ * process was started by a PMIx launcher; torchrun's MASTER_ADDR, MASTER_PORT, RANK, WORLD_SIZE
+ * (weft listens on MASTER_PORT+1 because torchrun's own store holds MASTER_PORT).
+ * On failure returns the code and writes a sentence to err.
+ */
+weft_result_t wf_bootstrap_from_env(wf_bootstrap_t **out, int timeout_s, char *err, size_t errlen);
+
+/* From a unique id created by wf_bootstrap_create_id (possibly in another process). */
+weft_result_t wf_bootstrap_from_id(wf_bootstrap_t **out, const weft_unique_id_t *id, int rank, int nranks,
+                                   int timeout_s, char *err, size_t errlen);
+
+/* Create a unique id and start serving its rendezvous from a thread of this process. */
+weft_result_t wf_bootstrap_create_id(weft_unique_id_t *id, char *err, size_t errlen);
+
+/*
+ * Sentence describing the last failed allgather or barrier of b ("" before any failure); valid
+ * until b is destroyed. After a failure every later call returns the same code.
+ */
+const char *wf_bootstrap_last_error(const wf_bootstrap_t *b);
+
+#endif /* WF_BOOTSTRAP_H */

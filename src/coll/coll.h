@@ -1,0 +1,98 @@
+/*
+ * Collective algorithms and the point-to-point helpers they share.
+ *
+ * Every algorithm works on byte ranges and element counts already validated by the API layer
+ * (src/api.c), runs to completion before returning, and reports failures through wf_comm_fail.
+ * Algorithms use only the transport interface, never libfabric directly.
+ */
+#ifndef WF_COLL_H
+#define WF_COLL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "comm.h"
+#include "reduce.h"
+
+/* A buffer registration held for the duration of one collective. */
+typedef struct {
+    const wf_mr_t *cached; /* from the cache, released by wf_mr_put */
+    wf_mr_t owned;         /* registered for this call only when caching is off */
+    int is_owned;
+} wf_mr_ref_t;
+
+/* Register [ptr, ptr+length) for this collective (cache hit, or a fresh registration). */
+weft_result_t wf_mr_get(weft_comm_t comm, const void *ptr, size_t length, wf_mr_ref_t *ref);
+void wf_mr_put(weft_comm_t comm, wf_mr_ref_t *ref);
+const wf_mr_t *wf_mr_of(const wf_mr_ref_t *ref);
+
+/* Local descriptor for an eager send or receive from ptr, registering it when the provider needs it. */
+weft_result_t wf_eager_desc(weft_comm_t comm, const void *ptr, size_t length, wf_mr_ref_t *ref, void **desc);
+
+/* Post an eager send/receive of one tagged message; bytes beyond max_message are split. */
+weft_result_t wf_post_send(weft_comm_t comm, int peer, uint64_t tag, const void *buf, size_t length, void *desc,
+                           wf_xfer_t *xfer);
+weft_result_t wf_post_recv(weft_comm_t comm, int peer, uint64_t tag, void *buf, size_t length, void *desc,
+                           wf_xfer_t *xfer);
+
+/*
+ * Post RDMA writes of [buf, buf+length) to dest.address + offset, split at the transport's
+ * message limit; every piece raises the immediate. Returns the number of pieces in *pieces, which
+ * is also the count the receiver must wait for. xfers must have room for wf_write_pieces(length).
+ */
+weft_result_t wf_post_write(weft_comm_t comm, int peer, const void *buf, size_t length, void *desc,
+                            const wf_remote_buffer_t *dest, uint64_t offset, uint32_t immediate, wf_xfer_t *xfers,
+                            uint32_t *pieces);
+uint32_t wf_write_pieces(weft_comm_t comm, size_t length);
+
+/*
+ * Tell `writer` where to write into this rank (mine), and learn from `target` where this rank writes
+ * (theirs). Either rank may be -1 to skip that direction. Both descriptors go through the control page.
+ */
+weft_result_t wf_exchange_buffers(weft_comm_t comm, int writer, const wf_remote_buffer_t *mine, int target,
+                                  wf_remote_buffer_t *theirs);
+
+/* Grow the communicator's eager receive area to at least bytes, registered when needed. */
+weft_result_t wf_eager_buffer(weft_comm_t comm, size_t bytes, void **buffer, void **desc);
+
+/* Ring neighbours. */
+static inline int wf_right(const weft_comm_t comm) { return (comm->rank + 1) % comm->nranks; }
+static inline int wf_left(const weft_comm_t comm) { return (comm->rank + comm->nranks - 1) % comm->nranks; }
+
+/* Split total elements into nranks blocks; the first total % nranks blocks get one more. */
+static inline size_t wf_block_count(size_t total, int nranks, int block)
+{
+    size_t base = total / (size_t)nranks;
+    return base + ((size_t)block < total % (size_t)nranks ? 1 : 0);
+}
+static inline size_t wf_block_offset(size_t total, int nranks, int block)
+{
+    size_t base = total / (size_t)nranks, extra = total % (size_t)nranks;
+    return base * (size_t)block + ((size_t)block < extra ? (size_t)block : extra);
+}
+
+/* Small messages: every rank exchanges with every other rank directly by eager messages. */
+weft_result_t wf_allreduce_direct(weft_comm_t comm, const void *sendbuf, void *recvbuf, size_t count,
+                                  const wf_reduce_plan_t *plan);
+weft_result_t wf_reduce_scatter_direct(weft_comm_t comm, const void *sendbuf, void *recvbuf,
+                                       const size_t *counts, const size_t *offsets, const wf_reduce_plan_t *plan);
+weft_result_t wf_allgather_direct(weft_comm_t comm, void *recvbuf, const size_t *bytes, const size_t *offsets);
+weft_result_t wf_broadcast_direct(weft_comm_t comm, void *buf, size_t bytes, int root);
+
+/*
+ * Ring algorithms for large messages. Blocks are given per rank in elements (reduce-scatter) or
+ * bytes (all-gather). The all-gather writes every block straight into its final place in the
+ * peers' recvbuf; the reduce-scatter streams chunks through the receivers' scratch slots.
+ */
+weft_result_t wf_ring_allgather(weft_comm_t comm, void *recvbuf, size_t total_bytes, const size_t *bytes,
+                                const size_t *offsets);
+weft_result_t wf_ring_reduce_scatter(weft_comm_t comm, const void *sendbuf, void *recvbuf, const size_t *counts,
+                                     const size_t *offsets, const wf_reduce_plan_t *plan);
+weft_result_t wf_chain_broadcast(weft_comm_t comm, void *buf, size_t bytes, int root);
+weft_result_t wf_dissemination_barrier(weft_comm_t comm);
+
+/* Ring stream setup and teardown, called at communicator creation and destruction. */
+weft_result_t wf_stream_init(weft_comm_t comm);
+void wf_stream_fini(weft_comm_t comm);
+
+#endif /* WF_COLL_H */

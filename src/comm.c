@@ -1,0 +1,391 @@
+/*
+ * Communicator creation and destruction.
+ *
+ * Creation: parameters, bootstrap, topology, transport endpoint, one allgather in which every rank
+ * publishes its endpoint address, its settings and whether its own setup worked (so a failure on one
+ * rank fails init on every rank instead of leaving the others waiting), then connection, the
+ * registration cache, the control page and the ring stream.
+ */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "coll/coll.h"
+#include "log.h"
+#include "param.h"
+
+#define WF_ADDRESS_MAX 256
+
+/* What every rank publishes at init. */
+typedef struct {
+    int32_t status; /* weft_result_t of this rank's local setup */
+    int32_t native_precision;
+    uint64_t chunk_size;
+    uint64_t eager_limit;
+    uint64_t address_length;
+    char provider[64];
+    unsigned char address[WF_ADDRESS_MAX];
+    wf_topo_summary_t topo;
+} wf_rank_info_t;
+
+static int cache_register(void *arg, void *ptr, size_t length, wf_mr_t *mr)
+{
+    weft_comm_t comm = arg;
+    return comm->ops->mr_register(comm->transport, ptr, length, mr);
+}
+
+static int cache_deregister(void *arg, wf_mr_t *mr)
+{
+    weft_comm_t comm = arg;
+    return comm->ops->mr_deregister(comm->transport, mr);
+}
+
+/* Turn the cache on unless WEFT_MR_CACHE_MONITOR=none or the monitor cannot be installed. */
+static weft_result_t setup_mr_cache(weft_comm_t comm)
+{
+    if (strcmp(wf_param_str(WF_PARAM_MR_CACHE_MONITOR), "none") == 0) {
+        WF_INFO(WF_SUB_ALLOC, "registration cache off (WEFT_MR_CACHE_MONITOR=none): buffers are registered per call");
+        return WEFT_SUCCESS;
+    }
+    if (wf_memory_monitor_install() != 0) {
+        WF_WARN(WF_SUB_ALLOC, "registration cache off: the memory monitor cannot be installed on this platform, so "
+                              "buffers are registered on every call");
+        return WEFT_SUCCESS;
+    }
+    wf_mr_cache_config_t config = {(size_t)wf_param_int(WF_PARAM_MR_CACHE_SIZE), cache_register, cache_deregister,
+                                   comm, 1};
+    if (wf_mr_cache_create(&config, &comm->mr_cache) != 0) {
+        snprintf(comm->last_error, sizeof(comm->last_error), "rank %d: cannot create the registration cache", comm->rank);
+        return WEFT_ERR_NO_MEMORY;
+    }
+    return WEFT_SUCCESS;
+}
+
+static weft_result_t setup_control(weft_comm_t comm)
+{
+    comm->control = aligned_alloc(4096, 4096);
+    comm->arrivals = calloc(WF_TOKENS, sizeof(uint32_t));
+    if (comm->control == NULL || comm->arrivals == NULL) {
+        snprintf(comm->last_error, sizeof(comm->last_error), "rank %d: out of memory for the control page", comm->rank);
+        return WEFT_ERR_NO_MEMORY;
+    }
+    memset(comm->control, 0, 4096);
+    if (comm->ops->mr_register(comm->transport, comm->control, 4096, &comm->control_mr) != 0) {
+        snprintf(comm->last_error, sizeof(comm->last_error), "rank %d: cannot register the control page: %.400s",
+                 comm->rank, comm->ops->error_string(comm->transport));
+        free(comm->control);
+        comm->control = NULL;
+        return WEFT_ERR_TRANSPORT;
+    }
+    comm->control_desc = comm->needs_local_mr ? comm->control_mr.desc : NULL;
+    return WEFT_SUCCESS;
+}
+
+/* Open this rank's endpoint and fill the information it publishes. Failures are reported, not returned early. */
+static void setup_local(weft_comm_t comm, wf_rank_info_t *mine)
+{
+    char err[512] = "";
+    memset(mine, 0, sizeof(*mine));
+    mine->chunk_size = (uint64_t)wf_param_int(WF_PARAM_CHUNK_SIZE);
+    mine->eager_limit = (uint64_t)wf_param_int(WF_PARAM_EAGER_LIMIT);
+    mine->native_precision = strcmp(wf_param_str(WF_PARAM_REDUCE_PRECISION), "native") == 0;
+    if (wf_topo_discover(&mine->topo, err, sizeof(err)) != 0) {
+        WF_WARN(WF_SUB_TOPO, "%s; treating every rank as remote", err);
+        snprintf(mine->topo.hostid, sizeof(mine->topo.hostid), "unknown-%d", comm->rank);
+    }
+    mine->status = WEFT_SUCCESS;
+    /* The transport needs to know whether every rank is local, which needs everyone's topology first. */
+}
+
+static weft_result_t open_transport(weft_comm_t comm, wf_rank_info_t *mine, int single_node)
+{
+    comm->ops = &wf_ofi_transport;
+    wf_transport_config_t config = {comm->rank, comm->nranks, single_node, wf_param_str(WF_PARAM_OFI_PROVIDER),
+                                    wf_comm_on_remote_write, comm};
+    char err[512] = "";
+    if (comm->ops->create(&config, &comm->transport, err, sizeof(err)) != 0) {
+        snprintf(comm->last_error, sizeof(comm->last_error), "rank %d could not open a libfabric endpoint: %.400s",
+                 comm->rank, err);
+        return WEFT_ERR_TRANSPORT;
+    }
+    size_t length = sizeof(mine->address);
+    if (comm->ops->get_address(comm->transport, mine->address, &length) != 0) {
+        snprintf(comm->last_error, sizeof(comm->last_error), "rank %d could not read its endpoint address: %.400s",
+                 comm->rank, comm->ops->error_string(comm->transport));
+        return WEFT_ERR_TRANSPORT;
+    }
+    mine->address_length = length;
+    snprintf(mine->provider, sizeof(mine->provider), "%s", comm->ops->provider_name(comm->transport));
+    comm->needs_local_mr = comm->ops->needs_local_mr(comm->transport);
+    comm->max_message = comm->ops->max_message_size(comm->transport);
+    return WEFT_SUCCESS;
+}
+
+/* Every rank checks every other rank's status and settings, so all reach the same verdict. */
+static weft_result_t check_agreement(weft_comm_t comm, const wf_rank_info_t *all)
+{
+    const wf_rank_info_t *first = &all[0];
+    for (int r = 0; r < comm->nranks; r++) {
+        const wf_rank_info_t *info = &all[r];
+        if (all[comm->rank].status != WEFT_SUCCESS)
+            return (weft_result_t)all[comm->rank].status; /* last_error already says why */
+        if (info->status != WEFT_SUCCESS) {
+            snprintf(comm->last_error, sizeof(comm->last_error),
+                     "rank %d failed to set up its endpoint (%s), so the communicator cannot be created; see "
+                     "that rank's log", r, weft_result_string((weft_result_t)info->status));
+            return WEFT_ERR_REMOTE;
+        }
+        const char *differs = info->chunk_size != first->chunk_size           ? "WEFT_CHUNK_SIZE"
+                              : info->eager_limit != first->eager_limit       ? "WEFT_EAGER_LIMIT"
+                              : info->native_precision != first->native_precision ? "WEFT_REDUCE_PRECISION"
+                              : strcmp(info->provider, first->provider) != 0  ? "the fabric provider"
+                                                                              : NULL;
+        if (differs != NULL) {
+            snprintf(comm->last_error, sizeof(comm->last_error),
+                     "ranks 0 and %d disagree on %s (rank 0: chunk %llu, eager %llu, %s precision, provider %s; "
+                     "rank %d: chunk %llu, eager %llu, %s precision, provider %s); set the same WEFT_* values on "
+                     "every rank", r, differs, (unsigned long long)first->chunk_size,
+                     (unsigned long long)first->eager_limit, first->native_precision ? "native" : "float32",
+                     first->provider, r, (unsigned long long)info->chunk_size, (unsigned long long)info->eager_limit,
+                     info->native_precision ? "native" : "float32", info->provider);
+            return WEFT_ERR_INVALID_ARGUMENT;
+        }
+    }
+    return WEFT_SUCCESS;
+}
+
+/* Connect every endpoint and record the node layout from the published information. */
+static weft_result_t apply_rank_info(weft_comm_t comm, const wf_rank_info_t *all)
+{
+    comm->chunk_size = (size_t)all[0].chunk_size;
+    comm->eager_limit = (size_t)all[0].eager_limit;
+    comm->native_precision = all[0].native_precision;
+    comm->summaries = calloc((unsigned)comm->nranks, sizeof(*comm->summaries));
+    unsigned char *addresses = calloc((unsigned)comm->nranks, WF_ADDRESS_MAX);
+    if (comm->summaries == NULL || addresses == NULL) {
+        free(addresses);
+        snprintf(comm->last_error, sizeof(comm->last_error), "rank %d: out of memory at init", comm->rank);
+        return WEFT_ERR_NO_MEMORY;
+    }
+    for (int r = 0; r < comm->nranks; r++) {
+        comm->summaries[r] = all[r].topo;
+        memcpy(addresses + (size_t)r * WF_ADDRESS_MAX, all[r].address, WF_ADDRESS_MAX);
+    }
+    int rc = comm->ops->connect(comm->transport, addresses, WF_ADDRESS_MAX);
+    free(addresses);
+    if (rc != 0) {
+        snprintf(comm->last_error, sizeof(comm->last_error), "rank %d could not insert the peers' addresses: %.400s",
+                 comm->rank, comm->ops->error_string(comm->transport));
+        return WEFT_ERR_TRANSPORT;
+    }
+    return WEFT_SUCCESS;
+}
+
+/* Exchange topology, open the transport, exchange addresses and settings, connect. */
+static weft_result_t setup_transport(weft_comm_t comm)
+{
+    wf_rank_info_t mine;
+    wf_rank_info_t *all = calloc((unsigned)comm->nranks, sizeof(*all));
+    if (all == NULL)
+        return WEFT_ERR_NO_MEMORY;
+    setup_local(comm, &mine);
+
+    /* Round 1: topology, to know whether every rank shares this node (the provider default depends on it). */
+    weft_result_t result = comm->bootstrap->allgather(comm->bootstrap, &mine, all, sizeof(mine));
+    if (result == WEFT_SUCCESS) {
+        wf_topo_summary_t *summaries = malloc((unsigned)comm->nranks * sizeof(*summaries));
+        for (int r = 0; summaries != NULL && r < comm->nranks; r++)
+            summaries[r] = all[r].topo;
+        if (summaries == NULL || wf_node_map_build(&comm->nodes, summaries, comm->nranks) != 0)
+            result = WEFT_ERR_NO_MEMORY;
+        free(summaries);
+    }
+    /* Round 2: endpoint addresses, settings and each rank's verdict on its own setup. */
+    if (result == WEFT_SUCCESS) {
+        mine.status = open_transport(comm, &mine, comm->nodes.nnodes == 1);
+        result = comm->bootstrap->allgather(comm->bootstrap, &mine, all, sizeof(mine));
+    }
+    if (result == WEFT_SUCCESS)
+        result = check_agreement(comm, all);
+    if (result == WEFT_SUCCESS)
+        result = apply_rank_info(comm, all);
+    free(all);
+    return result;
+}
+
+static void log_layout(weft_comm_t comm)
+{
+    int node = comm->nodes.node_of_rank[comm->rank];
+    WF_INFO(WF_SUB_INIT,
+            "weft %s rank %d of %d on %s: node %d of %d, local rank %d of %d; bootstrap %s, provider %s%s, chunk %zu "
+            "bytes, eager limit %zu bytes, kernels %s",
+            weft_version(), comm->rank, comm->nranks, comm->summaries[comm->rank].hostname, node, comm->nodes.nnodes,
+            comm->nodes.local_rank[comm->rank], comm->nodes.local_size[comm->rank], comm->bootstrap->method,
+            comm->ops->provider_name(comm->transport), comm->needs_local_mr ? " (local registration)" : "",
+            comm->chunk_size, comm->eager_limit, wf_reduce_isa());
+}
+
+/* Finish creating comm around an established bootstrap; on failure the caller destroys comm. */
+static weft_result_t comm_setup(weft_comm_t comm)
+{
+    comm->rank = comm->bootstrap->rank;
+    comm->nranks = comm->bootstrap->nranks;
+    comm->timeout_s = (int)wf_param_int(WF_PARAM_TIMEOUT);
+    comm->coll_name = "init";
+    wf_log_set_rank(comm->rank);
+    if (comm->nranks > WF_MAX_RANKS) {
+        snprintf(comm->last_error, sizeof(comm->last_error), "%d ranks exceed weft's limit of %d ranks", comm->nranks,
+                 WF_MAX_RANKS);
+        return WEFT_ERR_UNSUPPORTED;
+    }
+
+    weft_result_t result = setup_transport(comm);
+    if (result == WEFT_SUCCESS)
+        result = setup_mr_cache(comm);
+    if (result == WEFT_SUCCESS)
+        result = setup_control(comm);
+    if (result == WEFT_SUCCESS)
+        result = wf_stream_init(comm);
+    if (result == WEFT_SUCCESS)
+        log_layout(comm);
+    return result;
+}
+
+static void comm_free(weft_comm_t comm)
+{
+    if (comm->transport != NULL) {
+        wf_stream_fini(comm);
+        if (comm->eager_registered)
+            comm->ops->mr_deregister(comm->transport, &comm->eager_mr);
+        if (comm->control != NULL)
+            comm->ops->mr_deregister(comm->transport, &comm->control_mr);
+        if (comm->mr_cache != NULL)
+            wf_mr_cache_destroy(comm->mr_cache);
+        comm->ops->destroy(comm->transport);
+    }
+    free(comm->eager_buffer);
+    free(comm->control);
+    free((void *)comm->arrivals);
+    free(comm->summaries);
+    wf_node_map_free(&comm->nodes);
+    if (comm->bootstrap != NULL)
+        comm->bootstrap->destroy(comm->bootstrap);
+    free(comm);
+}
+
+/* Load parameters and logging; shared first step of every entry point that creates something. */
+static weft_result_t load_parameters(void)
+{
+    char err[512];
+    if (wf_param_load(err, sizeof(err)) != 0) {
+        wf_set_init_error("%s", err);
+        wf_log_init();
+        WF_ERROR(WF_SUB_INIT, "%s", err);
+        return WEFT_ERR_INVALID_ARGUMENT;
+    }
+    wf_log_init();
+    wf_param_log_overrides();
+    return WEFT_SUCCESS;
+}
+
+static weft_result_t comm_create(weft_comm_t *out, wf_bootstrap_t *bootstrap)
+{
+    weft_comm_t comm = calloc(1, sizeof(*comm));
+    if (comm == NULL) {
+        bootstrap->destroy(bootstrap);
+        wf_set_init_error("out of memory creating a communicator");
+        return WEFT_ERR_NO_MEMORY;
+    }
+    comm->bootstrap = bootstrap;
+    weft_result_t result = comm_setup(comm);
+    if (result != WEFT_SUCCESS) {
+        wf_set_init_error("%s", comm->last_error[0] ? comm->last_error : weft_result_string(result));
+        WF_ERROR(WF_SUB_INIT, "communicator creation failed: %s", wf_init_error());
+        comm_free(comm);
+        return result;
+    }
+    *out = comm;
+    return WEFT_SUCCESS;
+}
+
+WEFT_API weft_result_t weft_comm_init_env(weft_comm_t *comm)
+{
+    if (comm == NULL) {
+        wf_set_init_error("weft_comm_init_env: comm is NULL; pass the address of a weft_comm_t");
+        return WEFT_ERR_INVALID_ARGUMENT;
+    }
+    *comm = NULL;
+    weft_result_t result = load_parameters();
+    if (result != WEFT_SUCCESS)
+        return result;
+    char err[512] = "";
+    wf_bootstrap_t *bootstrap = NULL;
+    result = wf_bootstrap_from_env(&bootstrap, (int)wf_param_int(WF_PARAM_TIMEOUT), err, sizeof(err));
+    if (result != WEFT_SUCCESS) {
+        wf_set_init_error("%s", err);
+        WF_ERROR(WF_SUB_INIT, "%s", err);
+        return result;
+    }
+    return comm_create(comm, bootstrap);
+}
+
+WEFT_API weft_result_t weft_get_unique_id(weft_unique_id_t *id)
+{
+    if (id == NULL) {
+        wf_set_init_error("weft_get_unique_id: id is NULL");
+        return WEFT_ERR_INVALID_ARGUMENT;
+    }
+    weft_result_t result = load_parameters();
+    if (result != WEFT_SUCCESS)
+        return result;
+    char err[512] = "";
+    result = wf_bootstrap_create_id(id, err, sizeof(err));
+    if (result != WEFT_SUCCESS) {
+        wf_set_init_error("%s", err);
+        WF_ERROR(WF_SUB_INIT, "%s", err);
+    }
+    return result;
+}
+
+WEFT_API weft_result_t weft_comm_init_rank(weft_comm_t *comm, int nranks, const weft_unique_id_t *id, int rank)
+{
+    if (comm == NULL || id == NULL) {
+        wf_set_init_error("weft_comm_init_rank: %s is NULL", comm == NULL ? "comm" : "id");
+        return WEFT_ERR_INVALID_ARGUMENT;
+    }
+    *comm = NULL;
+    if (nranks < 1 || rank < 0 || rank >= nranks) {
+        wf_set_init_error("weft_comm_init_rank: rank %d with nranks %d is invalid; need 0 <= rank < nranks", rank,
+                          nranks);
+        return WEFT_ERR_INVALID_ARGUMENT;
+    }
+    weft_result_t result = load_parameters();
+    if (result != WEFT_SUCCESS)
+        return result;
+    char err[512] = "";
+    wf_bootstrap_t *bootstrap = NULL;
+    result = wf_bootstrap_from_id(&bootstrap, id, rank, nranks, (int)wf_param_int(WF_PARAM_TIMEOUT), err, sizeof(err));
+    if (result != WEFT_SUCCESS) {
+        wf_set_init_error("%s", err);
+        WF_ERROR(WF_SUB_INIT, "%s", err);
+        return result;
+    }
+    return comm_create(comm, bootstrap);
+}
+
+WEFT_API weft_result_t weft_comm_destroy(weft_comm_t comm)
+{
+    if (comm == NULL)
+        return WEFT_SUCCESS;
+    weft_result_t result = WEFT_SUCCESS;
+    /* A healthy communicator agrees first, so no peer still writes into memory we free. */
+    if (comm->failure == WEFT_SUCCESS && comm->nranks > 1) {
+        result = comm->bootstrap->barrier(comm->bootstrap);
+        if (result != WEFT_SUCCESS)
+            WF_WARN(WF_SUB_INIT, "rank %d: the closing barrier of weft_comm_destroy failed (%s); freeing anyway",
+                    comm->rank, weft_result_string(result));
+    }
+    comm_free(comm);
+    return result;
+}

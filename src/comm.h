@@ -1,0 +1,183 @@
+/*
+ * The communicator: everything one group of ranks shares, and the progress engine that drives it.
+ *
+ * Collectives are blocking for now: a call posts transport operations and calls wf_comm_progress
+ * until its own operations are done, so nothing of one collective is in flight when the next
+ * starts, except the ring stream's credit state, which is designed to persist.
+ */
+#ifndef WF_COMM_H
+#define WF_COMM_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "bootstrap/bootstrap.h"
+#include "mr_cache.h"
+#include "topo.h"
+#include "transport.h"
+#include "weft.h"
+
+/*
+ * Tags are 56 bits: [55:32] collective sequence number, [31:28] kind, [27:20] sub-index (step or
+ * round, modulo 256), [19:0] sender rank. The sender is in the tag because providers without
+ * FI_DIRECTED_RECV match receives on the tag alone. Credits use sequence 0 because they outlive
+ * collectives.
+ */
+enum {
+    WF_TAG_DATA = 1,   /* eager payload */
+    WF_TAG_CTRL = 2,   /* a receiver's buffer descriptor for RDMA writes */
+    WF_TAG_CREDIT = 3, /* ring stream: slots the receiver has freed */
+    WF_TAG_BARRIER = 4
+};
+
+#define WF_MAX_RANKS (1 << 20)
+
+static inline uint64_t wf_tag(uint32_t seq, unsigned kind, unsigned sub, int sender)
+{
+    return ((uint64_t)(seq & 0xffffffu) << 32) | ((uint64_t)(kind & 0xfu) << 28) |
+           ((uint64_t)(sub & 0xffu) << 20) | ((uint64_t)sender & 0xfffffu);
+}
+
+/*
+ * Immediate values of RDMA writes: [31:28] kind, [27:0] value. A token write increments
+ * arrivals[value]; a stream write marks ring slot (value % WF_STREAM_SLOTS) full.
+ */
+enum { WF_IMM_TOKEN = 1, WF_IMM_STREAM = 2 };
+#define WF_IMM(kind, value) (((uint32_t)(kind) << 28) | ((uint32_t)(value) & 0x0fffffffu))
+
+#define WF_TOKENS 65536     /* arrival counters per communicator, reset by every collective */
+#define WF_STREAM_SLOTS 8   /* ring stream slots per direction; the pipeline needs at least 2 */
+
+/* What a receiver tells a writer so that it can RDMA-write into the receiver's buffer. */
+typedef struct {
+    uint64_t address; /* as returned by the transport's remote_address() */
+    uint64_t key;
+    uint32_t token;   /* first arrival counter the writes should raise */
+    uint32_t reserved;
+} wf_remote_buffer_t;
+
+/*
+ * Small registered buffers for control messages, so they need no registration per call on
+ * providers that require local descriptors (FI_MR_LOCAL).
+ */
+typedef struct {
+    wf_remote_buffer_t local_buffer;  /* descriptor this rank sends to a writer */
+    wf_remote_buffer_t peer_buffer;   /* descriptor received from the rank it writes to */
+    uint64_t credit_in;               /* right neighbour's count of freed stream slots */
+    uint64_t credit_out;              /* this rank's count of freed stream slots, sent left */
+    uint8_t barrier_out;
+    uint8_t barrier_in;
+} wf_control_t;
+
+/* One incoming stream slot after its data arrived. */
+typedef struct {
+    int releasable;           /* reduced into the final buffer: free as soon as it is this slot's turn */
+    const wf_xfer_t *forward; /* write that forwards the slot's data; free once it is done */
+} wf_slot_state_t;
+
+/*
+ * Ring stream: a chunked, credit-controlled channel from each rank to its right neighbour into
+ * WF_STREAM_SLOTS scratch slots of chunk_size bytes owned by the receiver. Counters are
+ * cumulative over the communicator's life; chunk n always uses slot n % WF_STREAM_SLOTS, and slots
+ * are freed in chunk order.
+ */
+typedef struct {
+    /* outgoing, to the right neighbour */
+    uint64_t sent;                       /* chunks written so far */
+    uint64_t credit;                     /* chunks that may be written: freed by the right + slots */
+    wf_xfer_t credit_in_xfer;            /* receive of the right neighbour's credit */
+    wf_xfer_t out_xfer[WF_STREAM_SLOTS]; /* write of chunk n is out_xfer[n % slots] */
+    wf_remote_buffer_t right_slots;      /* the right neighbour's slot region */
+
+    /* incoming, from the left neighbour */
+    uint64_t received;                   /* chunks taken out of their slots so far */
+    uint64_t freed;                      /* chunks whose slot was freed; sent to the left as credit */
+    uint64_t credited;                   /* value of the last credit sent */
+    volatile uint64_t arrived[WF_STREAM_SLOTS]; /* (chunk number mod 2^28) + 1 of the data in each slot */
+    wf_slot_state_t slot_state[WF_STREAM_SLOTS];
+    wf_xfer_t credit_out_xfer;
+
+    void *slots;   /* WF_STREAM_SLOTS * chunk_size bytes written by the left neighbour */
+    wf_mr_t slots_mr;
+    void *staging; /* WF_STREAM_SLOTS * chunk_size bytes for sends that need a type conversion */
+    wf_mr_t staging_mr;
+    int active;    /* initialised: slots registered and the credit receive posted */
+} wf_stream_t;
+
+struct weft_comm {
+    int rank;
+    int nranks;
+    wf_bootstrap_t *bootstrap;
+    wf_node_map_t nodes;
+    wf_topo_summary_t *summaries; /* one per rank */
+
+    const wf_transport_ops_t *ops;
+    wf_transport_t *transport;
+    int needs_local_mr;
+    size_t max_message;
+    wf_mr_cache_t *mr_cache; /* NULL when caching is off: register per call */
+
+    /* settings every rank agreed on at init */
+    size_t chunk_size;
+    size_t eager_limit;
+    int native_precision;
+    int timeout_s;
+
+    uint32_t seq;          /* sequence number of the current collective */
+    const char *coll_name; /* of the current collective, for messages */
+    struct timespec deadline;
+    unsigned idle_polls;
+    unsigned tune_logged; /* (collective, algorithm) pairs already logged under TUNE */
+
+    volatile uint32_t *arrivals; /* WF_TOKENS counters raised by token writes */
+    uint32_t next_token;
+    wf_stream_t stream;
+    wf_control_t *control; /* one registered page */
+    wf_mr_t control_mr;
+    void *control_desc;    /* local descriptor of control, NULL when not needed */
+
+    void *eager_buffer; /* receive area of the direct algorithms */
+    size_t eager_buffer_size;
+    wf_mr_t eager_mr;
+    int eager_registered;
+
+    weft_result_t failure; /* first failure; the communicator is unusable after it */
+    char last_error[512];
+    weft_stats_t stats;
+};
+
+/* Record a failure on comm (first one wins for `failure`), log it at WARN, and return result. */
+weft_result_t wf_comm_fail(weft_comm_t comm, weft_result_t result, const char *format, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Record an argument error on comm without breaking it, and return WEFT_ERR_INVALID_ARGUMENT. */
+weft_result_t wf_comm_invalid(weft_comm_t comm, const char *format, ...) __attribute__((format(printf, 2, 3)));
+
+/* Thread-local error text for failures that happen before a communicator exists. */
+void wf_set_init_error(const char *format, ...) __attribute__((format(printf, 1, 2)));
+const char *wf_init_error(void);
+
+/* Start a collective: bump the sequence number, reset the arrival counters and the deadline. */
+void wf_coll_begin(weft_comm_t comm, const char *name);
+
+/*
+ * Poll the transport once and check the deadline. Returns WEFT_SUCCESS, or the failure (timeout,
+ * transport error) already recorded on comm. `waiting_for` names the peer rank awaited, -1 if none,
+ * for the timeout message.
+ */
+weft_result_t wf_comm_progress(weft_comm_t comm, int waiting_for);
+
+/* Progress until xfer is done; fails on timeout or when the operation failed. */
+weft_result_t wf_comm_wait_xfer(weft_comm_t comm, wf_xfer_t *xfer, int peer, const char *what);
+
+/* Progress until arrivals[token] reaches count. */
+weft_result_t wf_comm_wait_arrivals(weft_comm_t comm, uint32_t token, uint32_t count, int peer);
+
+/* Reserve n consecutive arrival counters for this collective; returns the first. */
+weft_result_t wf_comm_reserve_tokens(weft_comm_t comm, uint32_t n, uint32_t *first);
+
+/* Transport callback: an RDMA write with an immediate landed here. */
+void wf_comm_on_remote_write(void *arg, uint32_t immediate);
+
+#endif /* WF_COMM_H */

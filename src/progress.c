@@ -1,0 +1,166 @@
+/*
+ * Progress engine: polling the transport, waiting with a deadline, arrival counters.
+ *
+ * Waiting spins on the completion queue for a short while and then yields the CPU on every poll,
+ * so that ranks oversubscribing cores (more ranks than cores) still make progress.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <sched.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "comm.h"
+#include "log.h"
+
+#define WF_SPIN_POLLS 2000 /* idle polls before yielding on each further poll */
+
+static __thread char init_error[512];
+
+void wf_set_init_error(const char *format, ...)
+{
+    va_list args;
+    va_start(args, format);
+    vsnprintf(init_error, sizeof(init_error), format, args);
+    va_end(args);
+}
+
+const char *wf_init_error(void)
+{
+    return init_error;
+}
+
+weft_result_t wf_comm_fail(weft_comm_t comm, weft_result_t result, const char *format, ...)
+{
+    va_list args;
+    va_start(args, format);
+    if (comm->failure == WEFT_SUCCESS) {
+        comm->failure = result;
+        vsnprintf(comm->last_error, sizeof(comm->last_error), format, args);
+        WF_WARN(WF_SUB_COLL, "%s", comm->last_error);
+    }
+    va_end(args);
+    return comm->failure;
+}
+
+weft_result_t wf_comm_invalid(weft_comm_t comm, const char *format, ...)
+{
+    va_list args;
+    va_start(args, format);
+    vsnprintf(comm->last_error, sizeof(comm->last_error), format, args);
+    va_end(args);
+    WF_WARN(WF_SUB_COLL, "%s", comm->last_error);
+    return WEFT_ERR_INVALID_ARGUMENT;
+}
+
+void wf_coll_begin(weft_comm_t comm, const char *name)
+{
+    comm->seq = (comm->seq + 1) & 0xffffffu;
+    if (comm->seq == 0)
+        comm->seq = 1; /* sequence 0 is reserved for credits */
+    comm->coll_name = name;
+    comm->next_token = 0;
+    comm->idle_polls = 0;
+    clock_gettime(CLOCK_MONOTONIC, &comm->deadline);
+    comm->deadline.tv_sec += comm->timeout_s;
+}
+
+void wf_comm_on_remote_write(void *arg, uint32_t immediate)
+{
+    weft_comm_t comm = arg;
+    uint32_t kind = immediate >> 28;
+    uint32_t value = immediate & 0x0fffffffu;
+
+    if (kind == WF_IMM_TOKEN && value < WF_TOKENS) {
+        comm->arrivals[value]++;
+    } else if (kind == WF_IMM_STREAM) {
+        /* The immediate carries the low 28 bits of the chunk number; the slot is fixed by it. */
+        comm->stream.arrived[value % WF_STREAM_SLOTS] = (uint64_t)value + 1;
+    } else {
+        wf_comm_fail(comm, WEFT_ERR_INTERNAL,
+                     "rank %d received an RDMA write with unknown immediate 0x%08x during %s; "
+                     "every rank must run the same weft version",
+                     comm->rank, immediate, comm->coll_name ? comm->coll_name : "init");
+    }
+}
+
+static int deadline_passed(const struct timespec *deadline)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return now.tv_sec > deadline->tv_sec || (now.tv_sec == deadline->tv_sec && now.tv_nsec >= deadline->tv_nsec);
+}
+
+weft_result_t wf_comm_progress(weft_comm_t comm, int waiting_for)
+{
+    if (comm->failure != WEFT_SUCCESS)
+        return comm->failure;
+
+    int events = comm->ops->progress(comm->transport);
+    if (events < 0)
+        return wf_comm_fail(comm, WEFT_ERR_TRANSPORT, "%s on rank %d failed in the transport: %s",
+                            comm->coll_name, comm->rank, comm->ops->error_string(comm->transport));
+    if (comm->failure != WEFT_SUCCESS)
+        return comm->failure;
+    if (events > 0) {
+        comm->idle_polls = 0;
+        return WEFT_SUCCESS;
+    }
+
+    if (++comm->idle_polls < WF_SPIN_POLLS)
+        return WEFT_SUCCESS;
+    /* Idle for a while: check the clock (cheap enough now) and give the core away. */
+    if ((comm->idle_polls & 63u) == 0 && deadline_passed(&comm->deadline)) {
+        if (waiting_for >= 0)
+            return wf_comm_fail(comm, WEFT_ERR_TIMEOUT,
+                                "%s (call %u) on rank %d timed out after %d s waiting for rank %d; "
+                                "check that every rank calls the same collectives in the same order, "
+                                "or raise WEFT_TIMEOUT",
+                                comm->coll_name, comm->seq, comm->rank, comm->timeout_s, waiting_for);
+        return wf_comm_fail(comm, WEFT_ERR_TIMEOUT,
+                            "%s (call %u) on rank %d timed out after %d s; raise WEFT_TIMEOUT if "
+                            "the operation is legitimately that slow",
+                            comm->coll_name, comm->seq, comm->rank, comm->timeout_s);
+    }
+    sched_yield();
+    return WEFT_SUCCESS;
+}
+
+weft_result_t wf_comm_wait_xfer(weft_comm_t comm, wf_xfer_t *xfer, int peer, const char *what)
+{
+    while (!xfer->done) {
+        weft_result_t result = wf_comm_progress(comm, peer);
+        if (result != WEFT_SUCCESS)
+            return result;
+    }
+    if (xfer->status != 0)
+        return wf_comm_fail(comm, WEFT_ERR_TRANSPORT, "%s on rank %d: %s with rank %d failed: %s",
+                            comm->coll_name, comm->rank, what, peer,
+                            comm->ops->error_string(comm->transport));
+    return WEFT_SUCCESS;
+}
+
+weft_result_t wf_comm_wait_arrivals(weft_comm_t comm, uint32_t token, uint32_t count, int peer)
+{
+    while (comm->arrivals[token] < count) {
+        weft_result_t result = wf_comm_progress(comm, peer);
+        if (result != WEFT_SUCCESS)
+            return result;
+    }
+    return WEFT_SUCCESS;
+}
+
+weft_result_t wf_comm_reserve_tokens(weft_comm_t comm, uint32_t n, uint32_t *first)
+{
+    if (n > WF_TOKENS - comm->next_token)
+        return wf_comm_fail(comm, WEFT_ERR_INTERNAL,
+                            "%s on rank %d needs %u arrival counters but only %u remain; raise "
+                            "WEFT_CHUNK_SIZE to use fewer chunks",
+                            comm->coll_name, comm->rank, n, WF_TOKENS - comm->next_token);
+    *first = comm->next_token;
+    for (uint32_t i = 0; i < n; i++)
+        comm->arrivals[comm->next_token + i] = 0;
+    comm->next_token += n;
+    return WEFT_SUCCESS;
+}

@@ -1,0 +1,344 @@
+/*
+ * coll_launch: start a weft program on N local ranks and report whether every rank succeeded.
+ *
+ *   coll_launch -n N [-m root|mpirun] [-p PROVIDER] [-t SECONDS] [--mpirun PATH] -- PROGRAM [ARGS...]
+ *
+ * root mode forks N processes with WEFT_ROOT=127.0.0.1:<free port>, WEFT_RANK and WEFT_SIZE.
+ * mpirun mode runs `mpirun --oversubscribe -np N` (adding --allow-run-as-root for root) and
+ * forwards every WEFT_* variable with -x, so the ranks bootstrap through PMIx. Either way the
+ * ranks share one process group, which the launcher kills when the timeout expires or when the
+ * remaining ranks outlive a failed one by more than a grace period. Exit status: 0 when every
+ * rank exited 0, 1 otherwise, 2 for bad usage.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define LAUNCH_MAX_RANKS 1024
+/* How long the other ranks may run on after one rank failed, in seconds. They should notice
+ * the failure and return an error on their own; the launcher only ends a hang. */
+#define LAUNCH_FAILURE_GRACE_SECONDS 15.0
+/* Time between SIGTERM and SIGKILL when ending the ranks, in seconds. */
+#define LAUNCH_KILL_GRACE_SECONDS 3.0
+
+extern char **environ;
+
+typedef struct {
+    int nranks;
+    int use_mpirun;
+    const char *provider;   /* WEFT_OFI_PROVIDER for every rank, or NULL to inherit */
+    double timeout_seconds;
+    const char *mpirun_path;
+    char **program_argv;    /* program and its arguments */
+} launch_options_t;
+
+typedef struct {
+    pid_t pid;
+    int finished;
+    int status;             /* from waitpid */
+} launch_child_t;
+
+static volatile sig_atomic_t interrupted_signal;
+
+static void on_interrupt(int signal_number)
+{
+    interrupted_signal = signal_number;
+}
+
+static double now_seconds(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)now.tv_sec + (double)now.tv_nsec * 1e-9;
+}
+
+static void print_usage(FILE *out)
+{
+    fprintf(out, "usage: coll_launch -n N [-m root|mpirun] [-p PROVIDER] [-t SECONDS] [--mpirun PATH] -- "
+                 "PROGRAM [ARGS...]\n"
+                 "  -n N           number of ranks, 1 to %d\n"
+                 "  -m MODE        root: fork N ranks with WEFT_ROOT/WEFT_RANK/WEFT_SIZE (default);\n"
+                 "                 mpirun: run them under mpirun, which bootstraps through PMIx\n"
+                 "  -p PROVIDER    set WEFT_OFI_PROVIDER for every rank, e.g. shm or 'tcp;ofi_rxm'\n"
+                 "  -t SECONDS     kill every rank after this many seconds (default 300)\n"
+                 "  --mpirun PATH  mpirun to use in mpirun mode (default: mpirun from PATH)\n",
+            LAUNCH_MAX_RANKS);
+}
+
+static void usage_error(const char *message, const char *value)
+{
+    fprintf(stderr, "coll_launch: %s '%s'\n", message, value ? value : "");
+    print_usage(stderr);
+    exit(2);
+}
+
+static void parse_options(int argc, char **argv, launch_options_t *options)
+{
+    *options = (launch_options_t){.nranks = 0, .timeout_seconds = 300.0, .mpirun_path = "mpirun"};
+    int i = 1;
+
+    for (; i < argc && strcmp(argv[i], "--") != 0; i++) {
+        const char *value = i + 1 < argc ? argv[i + 1] : NULL;
+        char *end = NULL;
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            print_usage(stdout);
+            exit(0);
+        }
+        if (value == NULL)
+            usage_error("missing value after option", argv[i]);
+        if (strcmp(argv[i], "-n") == 0) {
+            long n = strtol(value, &end, 10);
+            if (*end != '\0' || n < 1 || n > LAUNCH_MAX_RANKS)
+                usage_error("invalid rank count (-n)", value);
+            options->nranks = (int)n;
+        } else if (strcmp(argv[i], "-m") == 0) {
+            if (strcmp(value, "root") != 0 && strcmp(value, "mpirun") != 0)
+                usage_error("invalid mode (-m), expected root or mpirun:", value);
+            options->use_mpirun = strcmp(value, "mpirun") == 0;
+        } else if (strcmp(argv[i], "-p") == 0) {
+            options->provider = value;
+        } else if (strcmp(argv[i], "-t") == 0) {
+            options->timeout_seconds = strtod(value, &end);
+            if (*end != '\0' || options->timeout_seconds <= 0)
+                usage_error("invalid timeout in seconds (-t)", value);
+        } else if (strcmp(argv[i], "--mpirun") == 0) {
+            options->mpirun_path = value;
+        } else {
+            usage_error("invalid option", argv[i]);
+        }
+        i++;
+    }
+    if (options->nranks == 0)
+        usage_error("missing rank count (-n)", "");
+    if (i + 1 >= argc)
+        usage_error("missing program after --", "");
+    options->program_argv = argv + i + 1;
+}
+
+/*
+ * Return a TCP port on 127.0.0.1 that was free a moment ago (the kernel picks it for a bind to
+ * port 0). Another process may take it before rank 0 listens; ephemeral ports are handed out in
+ * a spread-out order, so that is rare, and it fails the run visibly rather than silently.
+ */
+static int find_free_port(void)
+{
+    struct sockaddr_in address = {.sin_family = AF_INET, .sin_port = 0};
+    socklen_t length = sizeof address;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&address, sizeof address) != 0 ||
+        getsockname(fd, (struct sockaddr *)&address, &length) != 0) {
+        fprintf(stderr, "coll_launch: cannot find a free TCP port on 127.0.0.1: %s\n", strerror(errno));
+        exit(1);
+    }
+    close(fd);
+    return ntohs(address.sin_port);
+}
+
+/* Fork and exec one process in process group *group (created by the first child). */
+static pid_t spawn(char **argv, pid_t *group, int rank)
+{
+    pid_t pid = fork();
+    if (pid < 0) {
+        fprintf(stderr, "coll_launch: fork failed: %s\n", strerror(errno));
+        return -1;
+    }
+    if (pid == 0) {
+        char rank_text[16];
+        setpgid(0, *group);
+        /* Die with the launcher, so no rank survives a launcher killed by CTest. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (rank >= 0) {
+            snprintf(rank_text, sizeof rank_text, "%d", rank);
+            setenv("WEFT_RANK", rank_text, 1);
+        }
+        execvp(argv[0], argv);
+        fprintf(stderr, "coll_launch: cannot run %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    /* Also set the group from the parent: whichever of the two runs first wins the race. */
+    setpgid(pid, *group);
+    if (*group == 0)
+        *group = pid;
+    return pid;
+}
+
+/* Build the mpirun command line: options, -x for every WEFT_* variable, then the program. */
+static char **mpirun_argv(const launch_options_t *options)
+{
+    size_t program_length = 0, environ_length = 0;
+    while (options->program_argv[program_length] != NULL)
+        program_length++;
+    while (environ[environ_length] != NULL)
+        environ_length++;
+
+    char **argv = calloc(12 + 2 * environ_length + program_length + 1, sizeof *argv);
+    static char count_text[16];
+    size_t n = 0;
+    if (argv == NULL) {
+        fprintf(stderr, "coll_launch: out of memory building the mpirun command line\n");
+        exit(1);
+    }
+    snprintf(count_text, sizeof count_text, "%d", options->nranks);
+    argv[n++] = (char *)options->mpirun_path;
+    argv[n++] = "--oversubscribe";
+    argv[n++] = "--bind-to";
+    argv[n++] = "none";
+    argv[n++] = "-np";
+    argv[n++] = count_text;
+    if (geteuid() == 0) /* Open MPI refuses to start as root without this */
+        argv[n++] = "--allow-run-as-root";
+    for (size_t e = 0; e < environ_length; e++) {
+        if (strncmp(environ[e], "WEFT_", 5) != 0)
+            continue;
+        argv[n++] = "-x";
+        argv[n++] = strndup(environ[e], strcspn(environ[e], "="));
+    }
+    for (size_t p = 0; p < program_length; p++)
+        argv[n++] = options->program_argv[p];
+    return argv;
+}
+
+/* Send SIGTERM to the group, then SIGKILL to whatever is left after a grace period. */
+static void end_group(pid_t group, launch_child_t *children, int nchildren)
+{
+    kill(-group, SIGTERM);
+    double deadline = now_seconds() + LAUNCH_KILL_GRACE_SECONDS;
+    while (now_seconds() < deadline) {
+        int running = 0;
+        for (int i = 0; i < nchildren; i++) {
+            if (!children[i].finished && waitpid(children[i].pid, &children[i].status, WNOHANG) == children[i].pid)
+                children[i].finished = 1;
+            running += !children[i].finished;
+        }
+        if (running == 0)
+            return;
+        usleep(20000);
+    }
+    kill(-group, SIGKILL);
+}
+
+/* Wait for every child; end the group on timeout, interrupt, or too long after a failure.
+ * Returns the number of children that did not exit with status 0. */
+static int supervise(const launch_options_t *options, pid_t group, launch_child_t *children, int nchildren)
+{
+    double started = now_seconds();
+    double deadline = started + options->timeout_seconds;
+    const char *reason = NULL;
+    int running = nchildren;
+    int failure_seen = 0;
+
+    while (running > 0) {
+        int status;
+        pid_t pid = waitpid(-group, &status, WNOHANG);
+        if (pid > 0) {
+            for (int i = 0; i < nchildren; i++) {
+                if (children[i].pid != pid)
+                    continue;
+                children[i].finished = 1;
+                children[i].status = status;
+                running--;
+                int failed = !WIFEXITED(status) || WEXITSTATUS(status) != 0;
+                if (failed && !failure_seen && now_seconds() + LAUNCH_FAILURE_GRACE_SECONDS < deadline) {
+                    failure_seen = 1;
+                    deadline = now_seconds() + LAUNCH_FAILURE_GRACE_SECONDS;
+                }
+            }
+            continue;
+        }
+        if (interrupted_signal != 0)
+            reason = "the launcher was interrupted";
+        else if (now_seconds() > deadline && failure_seen)
+            reason = "they outlived a failed rank by the grace period";
+        else if (now_seconds() > deadline)
+            reason = "the timeout (-t) expired";
+        if (reason != NULL) {
+            fprintf(stderr, "coll_launch: ending %d running process(es) of group %d after %.0f s: %s\n", running,
+                    (int)group, now_seconds() - started, reason);
+            end_group(group, children, nchildren);
+            break;
+        }
+        usleep(20000);
+    }
+
+    int failures = 0;
+    for (int i = 0; i < nchildren; i++) {
+        const char *who = options->use_mpirun ? "mpirun" : "rank";
+        int id = options->use_mpirun ? 0 : i;
+        if (!children[i].finished && waitpid(children[i].pid, &children[i].status, 0) == children[i].pid)
+            children[i].finished = 1;
+        int status = children[i].status;
+        if (!children[i].finished) {
+            fprintf(stderr, "coll_launch: %s %d (pid %d) could not be reaped\n", who, id, (int)children[i].pid);
+            failures++;
+        } else if (WIFSIGNALED(status)) {
+            fprintf(stderr, "coll_launch: %s %d (pid %d) was killed by signal %d (%s)\n", who, id,
+                    (int)children[i].pid, WTERMSIG(status), strsignal(WTERMSIG(status)));
+            failures++;
+        } else if (WEXITSTATUS(status) != 0) {
+            fprintf(stderr, "coll_launch: %s %d (pid %d) exited with status %d\n", who, id, (int)children[i].pid,
+                    WEXITSTATUS(status));
+            failures++;
+        }
+    }
+    return failures;
+}
+
+int main(int argc, char **argv)
+{
+    launch_options_t options;
+    launch_child_t children[LAUNCH_MAX_RANKS] = {{0}};
+    int nchildren = 0;
+    pid_t group = 0;
+
+    parse_options(argc, argv, &options);
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    signal(SIGINT, on_interrupt);
+    signal(SIGTERM, on_interrupt);
+    signal(SIGHUP, on_interrupt);
+
+    if (options.provider != NULL)
+        setenv("WEFT_OFI_PROVIDER", options.provider, 1);
+
+    if (options.use_mpirun) {
+        /* Leftover WEFT_ROOT variables would win over PMIx in weft_comm_init_env. */
+        unsetenv("WEFT_ROOT");
+        unsetenv("WEFT_RANK");
+        unsetenv("WEFT_SIZE");
+        children[0].pid = spawn(mpirun_argv(&options), &group, -1);
+        nchildren = children[0].pid > 0;
+    } else {
+        char root[64], size[16];
+        snprintf(root, sizeof root, "127.0.0.1:%d", find_free_port());
+        snprintf(size, sizeof size, "%d", options.nranks);
+        setenv("WEFT_ROOT", root, 1);
+        setenv("WEFT_SIZE", size, 1);
+        for (int rank = 0; rank < options.nranks; rank++) {
+            children[rank].pid = spawn(options.program_argv, &group, rank);
+            if (children[rank].pid < 0)
+                break;
+            nchildren++;
+        }
+        if (nchildren > 0 && nchildren < options.nranks) {
+            /* The started ranks would only wait for the missing ones until WEFT_TIMEOUT. */
+            fprintf(stderr, "coll_launch: only %d of %d ranks could be started; ending them\n", nchildren,
+                    options.nranks);
+            end_group(group, children, nchildren);
+            return 1;
+        }
+    }
+    if (nchildren == 0)
+        return 1;
+    return supervise(&options, group, children, nchildren) == 0 ? 0 : 1;
+}

@@ -1,0 +1,358 @@
+/* Command line parsing shared by weft-bench and mpi-bench. */
+#include "bench_options.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+typedef struct {
+    const char *name;
+    int value;
+} name_value_t;
+
+static const name_value_t collective_names[] = {
+    {"allreduce", BENCH_ALLREDUCE},
+    {"allgather", BENCH_ALLGATHER},
+    {"reducescatter", BENCH_REDUCESCATTER},
+    {"broadcast", BENCH_BROADCAST},
+    {NULL, 0},
+};
+
+/* The first name of each type is the one nccl-tests prints. The others are accepted aliases. */
+static const name_value_t type_names[] = {
+    {"int8", BENCH_INT8},         {"uint8", BENCH_UINT8},       {"int32", BENCH_INT32},
+    {"uint32", BENCH_UINT32},     {"int64", BENCH_INT64},       {"uint64", BENCH_UINT64},
+    {"half", BENCH_FLOAT16},      {"bfloat16", BENCH_BFLOAT16}, {"float", BENCH_FLOAT32},
+    {"double", BENCH_FLOAT64},    {"float16", BENCH_FLOAT16},   {"float32", BENCH_FLOAT32},
+    {"float64", BENCH_FLOAT64},   {NULL, 0},
+};
+
+static const name_value_t op_names[] = {
+    {"sum", BENCH_SUM}, {"prod", BENCH_PROD}, {"min", BENCH_MIN},
+    {"max", BENCH_MAX}, {"avg", BENCH_AVG},   {NULL, 0},
+};
+
+static const char *const time_reduction_names[] = {"rank 0", "average over ranks", "minimum over ranks",
+                                                   "maximum over ranks"};
+
+static int lookup_name(const name_value_t *table, const char *name, int *value)
+{
+    for (const name_value_t *entry = table; entry->name != NULL; entry++) {
+        if (strcasecmp(entry->name, name) == 0) {
+            *value = entry->value;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static const char *name_of(const name_value_t *table, int value)
+{
+    for (const name_value_t *entry = table; entry->name != NULL; entry++) {
+        if (entry->value == value)
+            return entry->name;
+    }
+    return "unknown";
+}
+
+const char *bench_collective_name(bench_collective_t collective)
+{
+    return name_of(collective_names, (int)collective);
+}
+
+const char *bench_type_name(bench_type_t type)
+{
+    return name_of(type_names, (int)type);
+}
+
+const char *bench_op_name(bench_op_t op)
+{
+    return name_of(op_names, (int)op);
+}
+
+const char *bench_time_reduction_name(bench_time_reduction_t reduction)
+{
+    return time_reduction_names[reduction];
+}
+
+size_t bench_type_size(bench_type_t type)
+{
+    switch (type) {
+    case BENCH_INT8:
+    case BENCH_UINT8:
+        return 1;
+    case BENCH_FLOAT16:
+    case BENCH_BFLOAT16:
+        return 2;
+    case BENCH_INT32:
+    case BENCH_UINT32:
+    case BENCH_FLOAT32:
+        return 4;
+    case BENCH_INT64:
+    case BENCH_UINT64:
+    case BENCH_FLOAT64:
+        return 8;
+    }
+    return 1;
+}
+
+int bench_collective_reduces(bench_collective_t collective)
+{
+    return collective == BENCH_ALLREDUCE || collective == BENCH_REDUCESCATTER;
+}
+
+size_t bench_next_size(const bench_options_t *options, size_t bytes)
+{
+    if (options->step_factor > 1) {
+        if (bytes == 0 || bytes > options->max_bytes / options->step_factor)
+            return 0;
+        return bytes * options->step_factor;
+    }
+    /* bytes never exceeds max_bytes, so the subtraction cannot wrap. */
+    if (options->step_bytes == 0 || options->max_bytes - bytes < options->step_bytes)
+        return 0;
+    return bytes + options->step_bytes;
+}
+
+/* Parse a byte count with an optional K, M or G suffix (powers of 1024, as nccl-tests reads them). */
+static int parse_bytes(const char *text, size_t *bytes)
+{
+    char *end = NULL;
+    errno = 0;
+    if (text[0] == '-')
+        return -1;
+    unsigned long long value = strtoull(text, &end, 10);
+    if (errno != 0 || end == text)
+        return -1;
+
+    unsigned long long unit = 1;
+    if (*end != '\0') {
+        switch (*end) {
+        case 'k': case 'K': unit = 1ULL << 10; break;
+        case 'm': case 'M': unit = 1ULL << 20; break;
+        case 'g': case 'G': unit = 1ULL << 30; break;
+        default: return -1;
+        }
+        end++;
+        if (*end == 'b' || *end == 'B')
+            end++;
+        if (*end != '\0')
+            return -1;
+    }
+    if (value > SIZE_MAX / unit)
+        return -1;
+    *bytes = (size_t)(value * unit);
+    return 0;
+}
+
+static int parse_int(const char *text, long min, long max, int *result)
+{
+    char *end = NULL;
+    errno = 0;
+    long value = strtol(text, &end, 10);
+    if (errno != 0 || end == text || *end != '\0' || value < min || value > max)
+        return -1;
+    *result = (int)value;
+    return 0;
+}
+
+static void print_help(const bench_program_t *program)
+{
+    printf("Usage: %s allreduce|allgather|reducescatter|broadcast [options]\n"
+           "  -b, --minbytes SIZE     first size in bytes, suffix K, M or G for powers of 1024 (default 32M)\n"
+           "  -e, --maxbytes SIZE     last size in bytes (default 32M)\n"
+           "  -f, --stepfactor N      multiply the size by N after each step (default 1)\n"
+           "  -i, --stepbytes SIZE    add SIZE bytes after each step when -f is 1 (default 1M)\n"
+           "  -d, --datatype TYPE     int8 uint8 int32 uint32 int64 uint64%s float double, or float32\n"
+           "                          float64%s (default float)\n"
+           "  -o, --op OP             sum prod min max%s, for allreduce and reducescatter (default sum)\n"
+           "  -n, --iters N           timed iterations per size (default 20)\n"
+           "  -w, --warmup_iters N    untimed iterations at the largest and smallest size (default 5)\n"
+           "  -c, --check N           checked iterations per size, 0 disables the check (default 1)\n"
+           "  -r, --root RANK         broadcast root (default 0)\n"
+           "  -a, --average 0|1|2|3   reported time: rank 0, average, minimum or maximum over ranks\n"
+           "                          (default 3, maximum; nccl-tests defaults to 1)\n",
+           program->program, program->allow_16bit ? " half bfloat16" : "",
+           program->allow_16bit ? " float16" : "", program->allow_avg ? " avg" : "");
+    if (program->allow_spawn)
+        printf("  -N, --nranks N          fork N local ranks that rendezvous on 127.0.0.1, no launcher needed\n");
+    printf("  -h, --help              print this help\n"
+           "Sizes are per rank as nccl-tests counts them: for allgather and reducescatter SIZE is the\n"
+           "buffer of all nranks blocks. Each size is rounded down to a whole number of elements\n"
+           "(and of nranks blocks for allgather and reducescatter).\n");
+}
+
+static void set_defaults(bench_options_t *options)
+{
+    memset(options, 0, sizeof(*options));
+    options->min_bytes = 32u << 20;
+    options->max_bytes = 32u << 20;
+    options->step_bytes = 1u << 20;
+    options->step_factor = 1;
+    options->type = BENCH_FLOAT32;
+    options->op = BENCH_SUM;
+    options->iters = 20;
+    options->warmup_iters = 5;
+    options->check_iters = 1;
+    options->root = 0;
+    options->time_reduction = BENCH_TIME_MAX;
+}
+
+static int reject_value(const bench_program_t *program, const char *option, const char *value,
+                        const char *expected)
+{
+    fprintf(stderr, "%s: invalid value '%s' for %s: expected %s\n", program->program, value, option,
+            expected);
+    return -1;
+}
+
+/* Apply one parsed option. Returns -1 after printing an error. */
+static int apply_option(int option, const char *value, const bench_program_t *program,
+                        bench_options_t *options)
+{
+    int number = 0;
+    switch (option) {
+    case 'b':
+        return parse_bytes(value, &options->min_bytes) == 0
+                   ? 0 : reject_value(program, "-b", value, "a byte count such as 8, 64K or 128M");
+    case 'e':
+        return parse_bytes(value, &options->max_bytes) == 0
+                   ? 0 : reject_value(program, "-e", value, "a byte count such as 8, 64K or 128M");
+    case 'i':
+        return parse_bytes(value, &options->step_bytes) == 0
+                   ? 0 : reject_value(program, "-i", value, "a byte count such as 1M");
+    case 'f':
+        if (parse_int(value, 1, INT_MAX, &number) != 0)
+            return reject_value(program, "-f", value, "an integer of at least 1");
+        options->step_factor = (size_t)number;
+        return 0;
+    case 'd':
+        if (lookup_name(type_names, value, &number) != 0)
+            return reject_value(program, "-d", value, "one of int8 uint8 int32 uint32 int64 uint64 half "
+                                "bfloat16 float double float16 float32 float64");
+        options->type = (bench_type_t)number;
+        return 0;
+    case 'o':
+        if (lookup_name(op_names, value, &number) != 0)
+            return reject_value(program, "-o", value, "one of sum prod min max avg");
+        options->op = (bench_op_t)number;
+        return 0;
+    case 'n':
+        return parse_int(value, 1, INT_MAX, &options->iters) == 0
+                   ? 0 : reject_value(program, "-n", value, "an integer of at least 1");
+    case 'w':
+        return parse_int(value, 0, INT_MAX, &options->warmup_iters) == 0
+                   ? 0 : reject_value(program, "-w", value, "an integer of at least 0");
+    case 'c':
+        return parse_int(value, 0, INT_MAX, &options->check_iters) == 0
+                   ? 0 : reject_value(program, "-c", value, "an integer of at least 0");
+    case 'r':
+        return parse_int(value, 0, INT_MAX, &options->root) == 0
+                   ? 0 : reject_value(program, "-r", value, "a rank of at least 0");
+    case 'a':
+        if (parse_int(value, 0, 3, &number) != 0)
+            return reject_value(program, "-a", value, "0 (rank 0), 1 (average), 2 (minimum) or 3 (maximum)");
+        options->time_reduction = (bench_time_reduction_t)number;
+        return 0;
+    case 'N':
+        return parse_int(value, 1, 4096, &options->spawn_ranks) == 0
+                   ? 0 : reject_value(program, "-N", value, "a number of ranks from 1 to 4096");
+    default:
+        return -1;
+    }
+}
+
+/* Reject combinations that the program cannot run or that would never end. */
+static int validate_options(const bench_program_t *program, const bench_options_t *options)
+{
+    const char *name = program->program;
+    if (options->min_bytes > options->max_bytes) {
+        fprintf(stderr, "%s: -b %zu is larger than -e %zu: the first size must not exceed the last\n",
+                name, options->min_bytes, options->max_bytes);
+        return -1;
+    }
+    if (options->min_bytes < options->max_bytes) {
+        if (options->step_factor > 1 && options->min_bytes == 0) {
+            fprintf(stderr, "%s: -b 0 with -f %zu never grows: start at -b 1 or more\n", name,
+                    options->step_factor);
+            return -1;
+        }
+        if (options->step_factor == 1 && options->step_bytes == 0) {
+            fprintf(stderr, "%s: -i 0 with -f 1 never grows: set -f 2 or -i to a positive size\n", name);
+            return -1;
+        }
+    }
+    if (!program->allow_16bit && (options->type == BENCH_FLOAT16 || options->type == BENCH_BFLOAT16)) {
+        fprintf(stderr, "%s: -d %s has no standard MPI datatype: use int8 to double\n", name,
+                bench_type_name(options->type));
+        return -1;
+    }
+    if (!program->allow_avg && options->op == BENCH_AVG && bench_collective_reduces(options->collective)) {
+        fprintf(stderr, "%s: -o avg has no MPI operation: use sum, prod, min or max\n", name);
+        return -1;
+    }
+    return 0;
+}
+
+bench_parse_result_t bench_parse_options(int argc, char **argv, const bench_program_t *program,
+                                         bench_options_t *options)
+{
+    static const struct option long_options[] = {
+        {"minbytes", required_argument, NULL, 'b'},   {"maxbytes", required_argument, NULL, 'e'},
+        {"stepbytes", required_argument, NULL, 'i'},  {"stepfactor", required_argument, NULL, 'f'},
+        {"datatype", required_argument, NULL, 'd'},   {"op", required_argument, NULL, 'o'},
+        {"iters", required_argument, NULL, 'n'},      {"warmup_iters", required_argument, NULL, 'w'},
+        {"check", required_argument, NULL, 'c'},      {"root", required_argument, NULL, 'r'},
+        {"average", required_argument, NULL, 'a'},    {"nranks", required_argument, NULL, 'N'},
+        {"help", no_argument, NULL, 'h'},             {NULL, 0, NULL, 0},
+    };
+    const char *short_options = program->allow_spawn ? "+b:e:i:f:d:o:n:w:c:r:a:N:h" : "+b:e:i:f:d:o:n:w:c:r:a:h";
+    const char *collective = NULL;
+
+    set_defaults(options);
+    opterr = 0;
+    optind = 1;
+    while (optind < argc) {
+        int option = getopt_long(argc, argv, short_options, long_options, NULL);
+        if (option == -1) {
+            /* A positional argument: the collective. Options may follow it. */
+            if (collective != NULL) {
+                fprintf(stderr, "%s: unexpected argument '%s': give one collective\n", program->program,
+                        argv[optind]);
+                return BENCH_PARSE_ERROR;
+            }
+            collective = argv[optind++];
+            continue;
+        }
+        if (option == 'h') {
+            print_help(program);
+            return BENCH_PARSE_HELP;
+        }
+        if (option == '?' || option == ':' || (option == 'N' && !program->allow_spawn)) {
+            fprintf(stderr, "%s: unknown option or missing value in '%s': see %s --help\n",
+                    program->program, argv[optind - 1], program->program);
+            return BENCH_PARSE_ERROR;
+        }
+        if (apply_option(option, optarg, program, options) != 0)
+            return BENCH_PARSE_ERROR;
+    }
+
+    int collective_value = 0;
+    if (collective == NULL) {
+        fprintf(stderr, "%s: missing collective: give allreduce, allgather, reducescatter or broadcast\n",
+                program->program);
+        return BENCH_PARSE_ERROR;
+    }
+    if (lookup_name(collective_names, collective, &collective_value) != 0) {
+        fprintf(stderr, "%s: unknown collective '%s': give allreduce, allgather, reducescatter or broadcast\n",
+                program->program, collective);
+        return BENCH_PARSE_ERROR;
+    }
+    options->collective = (bench_collective_t)collective_value;
+    return validate_options(program, options) == 0 ? BENCH_PARSE_RUN : BENCH_PARSE_ERROR;
+}

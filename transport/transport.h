@@ -1,0 +1,93 @@
+/*
+ * The transport interface: how bytes move between the ranks of one communicator.
+ *
+ * A transport instance belongs to one communicator and addresses peers by their rank in it. It
+ * offers tagged eager messages (matched by peer and 64-bit tag, buffered by the transport when they
+ * arrive before the receive is posted), RDMA writes that raise a 32-bit immediate value at the
+ * target once the data is in place, and memory registration. It knows nothing of collectives.
+ *
+ * Every posted operation takes a wf_xfer_t owned by the caller, which must stay valid until the
+ * transport marks it done. Completions are reported only from progress(), which the caller calls
+ * from its wait loops; nothing runs on other threads. Calls return 0 or a negative errno-style
+ * code; the transport then stores a sentence naming the operation, the peer and the provider's
+ * error in the buffer returned by error_string().
+ */
+#ifndef WF_TRANSPORT_H
+#define WF_TRANSPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct wf_transport wf_transport_t;
+
+/* Caller-owned record of one posted operation. */
+typedef struct {
+    volatile int done; /* set to 1 by progress() when the operation completed or failed */
+    int status;        /* 0 or a negative errno-style code once done */
+    size_t length;     /* received bytes, for receives */
+} wf_xfer_t;
+
+/* A registered memory region. */
+typedef struct {
+    void *desc;      /* local descriptor to pass with local buffers in this region (may be NULL) */
+    uint64_t key;    /* remote key peers use to write into this region */
+    uintptr_t base;  /* start address of the region */
+    size_t length;
+    void *handle;    /* transport-private */
+} wf_mr_t;
+
+/* Called from progress() for each RDMA write that landed in a local region. */
+typedef void (*wf_remote_write_fn)(void *arg, uint32_t immediate);
+
+typedef struct {
+    int rank;
+    int nranks;
+    int single_node;            /* every rank of the communicator is on this node */
+    const char *provider;       /* requested provider name, NULL or "" for automatic */
+    wf_remote_write_fn on_remote_write;
+    void *callback_arg;
+} wf_transport_config_t;
+
+typedef struct wf_transport_ops {
+    const char *name; /* "ofi", later "verbs", "shm" */
+
+    /* Open the fabric and a local endpoint. On failure returns a negative code and writes the reason to err. */
+    int (*create)(const wf_transport_config_t *config, wf_transport_t **out, char *err, size_t errlen);
+    /* Copy the local endpoint address into buf; *length is its capacity on entry, the size on exit. */
+    int (*get_address)(wf_transport_t *t, void *buf, size_t *length);
+    /* Make every rank reachable. addresses holds nranks entries of stride bytes, in rank order. */
+    int (*connect)(wf_transport_t *t, const void *addresses, size_t stride);
+
+    int (*mr_register)(wf_transport_t *t, void *ptr, size_t length, wf_mr_t *mr);
+    int (*mr_deregister)(wf_transport_t *t, wf_mr_t *mr);
+    /* Address a peer passes to write() to reach ptr inside mr (virtual address or offset). */
+    uint64_t (*remote_address)(wf_transport_t *t, const wf_mr_t *mr, const void *ptr);
+    /* Non-zero when local buffers passed to send/recv/write need a descriptor (FI_MR_LOCAL). */
+    int (*needs_local_mr)(wf_transport_t *t);
+
+    int (*send)(wf_transport_t *t, int peer, uint64_t tag, const void *buf, size_t length, void *desc,
+                wf_xfer_t *xfer);
+    int (*recv)(wf_transport_t *t, int peer, uint64_t tag, void *buf, size_t length, void *desc,
+                wf_xfer_t *xfer);
+    /* Write length bytes to the peer's remote_addr/key; the peer sees immediate via on_remote_write. */
+    int (*write)(wf_transport_t *t, int peer, const void *buf, size_t length, void *desc,
+                 uint64_t remote_addr, uint64_t key, uint32_t immediate, wf_xfer_t *xfer);
+
+    /* Poll completions once. Returns the number of events handled (>= 0) or a negative code. */
+    int (*progress)(wf_transport_t *t);
+    /* Last error sentence of this instance; never NULL. */
+    const char *(*error_string)(wf_transport_t *t);
+    /* Name of the fabric provider actually opened, e.g. "tcp;ofi_rxm". */
+    const char *(*provider_name)(wf_transport_t *t);
+    /* Largest single write or send the provider accepts. */
+    size_t (*max_message_size)(wf_transport_t *t);
+
+    void (*destroy)(wf_transport_t *t);
+} wf_transport_ops_t;
+
+extern const wf_transport_ops_t wf_ofi_transport;
+
+/* Print the RMA-capable libfabric providers this process can open, one per line, for weft-info. */
+void wf_ofi_print_providers(void *file);
+
+#endif /* WF_TRANSPORT_H */
