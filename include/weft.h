@@ -106,8 +106,10 @@ WEFT_API weft_result_t weft_comm_init_env(weft_comm_t *comm);
 /*
  * Fill *id with a fresh rendezvous token whose creator serves the rendezvous. Call it on one
  * process, share the bytes with every rank (for example with MPI_Bcast), then call
- * weft_comm_init_rank everywhere. The creating process must stay alive until every rank has
- * finished weft_comm_init_rank. The token carries the job secret: treat it as a credential.
+ * weft_comm_init_rank everywhere. The creating process serves the rendezvous, which the ranks also
+ * use to agree in weft_comm_destroy, so it must stay alive until every rank has destroyed its
+ * communicator (it normally is one of the ranks). The token carries the job secret: treat it as a
+ * credential.
  */
 WEFT_API weft_result_t weft_get_unique_id(weft_unique_id_t *id);
 

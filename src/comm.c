@@ -182,6 +182,15 @@ static weft_result_t apply_rank_info(weft_comm_t comm, const wf_rank_info_t *all
     return WEFT_SUCCESS;
 }
 
+static weft_result_t bootstrap_allgather(weft_comm_t comm, const void *mine, void *all, size_t length)
+{
+    weft_result_t result = comm->bootstrap->allgather(comm->bootstrap, mine, all, length);
+    if (result != WEFT_SUCCESS)
+        snprintf(comm->last_error, sizeof(comm->last_error), "rank %d: %.480s", comm->rank,
+                 wf_bootstrap_last_error(comm->bootstrap));
+    return result;
+}
+
 /* Exchange topology, open the transport, exchange addresses and settings, connect. */
 static weft_result_t setup_transport(weft_comm_t comm)
 {
@@ -192,7 +201,7 @@ static weft_result_t setup_transport(weft_comm_t comm)
     setup_local(comm, &mine);
 
     /* Round 1: topology, to know whether every rank shares this node (the provider default depends on it). */
-    weft_result_t result = comm->bootstrap->allgather(comm->bootstrap, &mine, all, sizeof(mine));
+    weft_result_t result = bootstrap_allgather(comm, &mine, all, sizeof(mine));
     if (result == WEFT_SUCCESS) {
         wf_topo_summary_t *summaries = malloc((unsigned)comm->nranks * sizeof(*summaries));
         for (int r = 0; summaries != NULL && r < comm->nranks; r++)
@@ -204,7 +213,7 @@ static weft_result_t setup_transport(weft_comm_t comm)
     /* Round 2: endpoint addresses, settings and each rank's verdict on its own setup. */
     if (result == WEFT_SUCCESS) {
         mine.status = open_transport(comm, &mine, comm->nodes.nnodes == 1);
-        result = comm->bootstrap->allgather(comm->bootstrap, &mine, all, sizeof(mine));
+        result = bootstrap_allgather(comm, &mine, all, sizeof(mine));
     }
     if (result == WEFT_SUCCESS)
         result = check_agreement(comm, all);
@@ -383,8 +392,8 @@ WEFT_API weft_result_t weft_comm_destroy(weft_comm_t comm)
     if (comm->failure == WEFT_SUCCESS && comm->nranks > 1) {
         result = comm->bootstrap->barrier(comm->bootstrap);
         if (result != WEFT_SUCCESS)
-            WF_WARN(WF_SUB_INIT, "rank %d: the closing barrier of weft_comm_destroy failed (%s); freeing anyway",
-                    comm->rank, weft_result_string(result));
+            WF_WARN(WF_SUB_INIT, "rank %d: the closing barrier of weft_comm_destroy failed (%s: %s); freeing anyway",
+                    comm->rank, weft_result_string(result), wf_bootstrap_last_error(comm->bootstrap));
     }
     comm_free(comm);
     return result;

@@ -1,8 +1,8 @@
 /*
  * IEEE binary16 and bfloat16 conversions of the public interface.
  *
- * The bit manipulation lives in reduce_internal.h as inline functions so the kernels can fuse it
- * into their loops; these wrappers give the rest of weft and the tests one out-of-line copy.
+ * The bit manipulation is in reduce_internal.h as inline functions, so the kernels can fuse it into
+ * their loops. These wrappers give the rest of weft and the tests one out-of-line copy.
  * Widening is exact and keeps NaN payloads. Narrowing rounds to nearest even, turns values past
  * the largest finite one into infinity, produces subnormals and signed zeros where they belong,
  * and turns every NaN into a quiet NaN of the same sign with the top payload bits.

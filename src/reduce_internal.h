@@ -2,15 +2,15 @@
  * Element operations and the kernel generator shared by the reduce_*.c files.
  *
  * Every kernel is an element-wise loop over one of the inline operations below, so a vector path
- * computes exactly what the scalar path does. That holds because the kernel files are built with
- * -ffp-contract=off and without -ffast-math, and nothing here reassociates. It assumes the caller
- * has not enabled flush-to-zero or denormals-are-zero in MXCSR (as linking with -ffast-math does).
+ * computes exactly what the scalar path does: the kernel files are built with -ffp-contract=off and
+ * without -ffast-math, and nothing here reassociates. This assumes the caller has not enabled
+ * flush-to-zero or denormals-are-zero in MXCSR, as linking with -ffast-math does.
  *
  * Float rules, identical on every path and in either operand order:
  * - NaN: when one operand of SUM, PROD, MIN or MAX is NaN, the result is that NaN with its bits
  *   unchanged. When both are NaN, the result is the one whose bit pattern is larger as an unsigned
- *   integer. Hardware addition would return the first operand's NaN, and the compiler may swap the
- *   operands of a commutative operation, so the rule is applied explicitly.
+ *   integer. x86 addition of two NaNs returns the first source operand, and the compiler may swap
+ *   the operands of a commutative operation, so the rule is applied explicitly.
  * - Signed zeros: MIN and MAX order -0.0 below +0.0, so min(-0.0, +0.0) = -0.0 and
  *   max(-0.0, +0.0) = +0.0.
  */
@@ -28,17 +28,21 @@
  * Run-time dispatch for the hot kernels: GCC emits one clone per target and an ifunc resolver that
  * picks the best one for the running CPU at load time, so one binary serves every x86-64 CPU.
  * Elsewhere (or with compilers lacking target_clones) the kernels are built once for the baseline.
+ * Building with -DWF_KERNEL_CLONES= forces the baseline build everywhere, which tests use to
+ * compare the paths.
  */
+#ifndef WF_KERNEL_CLONES
 #if defined(__x86_64__) && defined(__has_attribute)
 #if __has_attribute(target_clones)
 #define WF_KERNEL_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
 #endif
 #endif
 #ifndef WF_KERNEL_CLONES
 #define WF_KERNEL_CLONES
 #endif
 
-/* Kernels of one (datatype, op, precision); the plan copies them. */
+/* Kernels of one (datatype, op, precision), which wf_reduce_plan copies into a plan. */
 typedef struct {
     size_t partial_size;
     void (*to_partial)(void *partial, const void *user, size_t n);
@@ -72,7 +76,7 @@ WF_DEFINE_INTEGER_OPS(u64, uint64_t, uint64_t)
 WF_DEFINE_INTEGER_OPS(i128, __int128, unsigned __int128)
 WF_DEFINE_INTEGER_OPS(u128, unsigned __int128, unsigned __int128)
 
-/* Divisor of WEFT_AVG. nranks < 1 is a caller bug; dividing by 1 then avoids SIGFPE. */
+/* Divisor of WEFT_AVG. nranks < 1 is a caller bug, and dividing by 1 then avoids SIGFPE. */
 static inline int wf_avg_divisor(int nranks) { return nranks < 1 ? 1 : nranks; }
 
 /* ---- Float operations, following the NaN and signed-zero rules of the file comment. ---- */
@@ -88,17 +92,23 @@ static inline int wf_avg_divisor(int nranks) { return nranks < 1 ? 1 : nranks; }
         memcpy(&u, &f, sizeof u);                                                                  \
         return u;                                                                                  \
     }                                                                                              \
+    static inline F wf_##tag##_from_bits(UBITS u)                                                  \
+    {                                                                                              \
+        F f;                                                                                       \
+        memcpy(&f, &u, sizeof f);                                                                  \
+        return f;                                                                                  \
+    }                                                                                              \
     static inline SBITS wf_##tag##_order_key(F f)                                                  \
     {                                                                                              \
         SBITS s = (SBITS)wf_##tag##_to_bits(f);                                                    \
         return s ^ (SBITS)((UBITS)(s >> (sizeof(F) * 8 - 1)) >> 1);                                \
     }                                                                                              \
-    /* Valid only when a or b is NaN. */                                                           \
+    /* Valid only when a or b is NaN: the larger of the NaN bit patterns, a non-NaN counting as 0. */ \
     static inline F wf_##tag##_nan_result(F a, F b)                                                \
     {                                                                                              \
-        UBITS nan_a = isnan(a) ? wf_##tag##_to_bits(a) : 0;                                        \
-        UBITS nan_b = isnan(b) ? wf_##tag##_to_bits(b) : 0;                                        \
-        return nan_a > nan_b ? a : b;                                                              \
+        UBITS nan_a = wf_##tag##_to_bits(a) & (0 - (UBITS)isnan(a));                              \
+        UBITS nan_b = wf_##tag##_to_bits(b) & (0 - (UBITS)isnan(b));                              \
+        return wf_##tag##_from_bits(nan_a > nan_b ? nan_a : nan_b);                                \
     }                                                                                              \
     static inline F wf_##tag##_sum(F a, F b)                                                       \
     {                                                                                              \
@@ -123,13 +133,6 @@ static inline int wf_avg_divisor(int nranks) { return nranks < 1 ? 1 : nranks; }
 
 WF_DEFINE_FLOAT_OPS(f32, float, uint32_t, int32_t)
 WF_DEFINE_FLOAT_OPS(f64, double, uint64_t, int64_t)
-
-static inline float wf_f32_from_bits(uint32_t u)
-{
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
 
 /* ---- binary16 and bfloat16 conversions on bit patterns (the public wrappers are in reduce_half.c). ---- */
 
@@ -168,7 +171,7 @@ static inline uint32_t wf_shift_round_even(uint32_t value, uint32_t shift)
     return (value + ((1u << (shift - 1u)) - 1u) + ((value >> shift) & 1u)) >> shift;
 }
 
-/* Round to nearest even; overflow gives infinity; NaN keeps its top payload bits and becomes quiet. */
+/* Rounds to nearest even. Overflow gives infinity, and a NaN keeps its top payload bits and becomes quiet. */
 static inline uint16_t wf_float_to_half_bits(float f)
 {
     uint32_t u = wf_f32_to_bits(f);
@@ -184,7 +187,10 @@ static inline uint16_t wf_float_to_half_bits(float f)
      * and subnormals does not matter there), and 2^-25 itself ties to the even result 0. The lower
      * clamp keeps the shift defined for the inputs that take another case. */
     int32_t shift = 126 - (int32_t)(a >> 23);
-    shift = shift < 14 ? 14 : shift > 25 ? 25 : shift;
+    if (shift < 14)
+        shift = 14;
+    if (shift > 25)
+        shift = 25;
     uint32_t subnormal = wf_shift_round_even((a & 0x7fffffu) | 0x800000u, (uint32_t)shift);
 
     uint32_t h = a > 0x7f800000u ? nan
@@ -196,7 +202,7 @@ static inline uint16_t wf_float_to_half_bits(float f)
 
 static inline float wf_bfloat16_bits_to_float(uint16_t b) { return wf_f32_from_bits((uint32_t)b << 16); }
 
-/* Round to nearest even; the largest finite values round to infinity; NaN becomes quiet. */
+/* Rounds to nearest even. Values past the largest finite one round to infinity, and a NaN becomes quiet. */
 static inline uint16_t wf_float_to_bfloat16_bits(float f)
 {
     uint32_t u = wf_f32_to_bits(f);
@@ -216,8 +222,8 @@ static inline uint16_t wf_float_to_bfloat16_bits(float f)
  *   CONVERT(user element) -> partial element
  *   COMBINE(partial, partial) -> partial
  *   FINISH(partial, nranks) -> user element
- * Element typedefs with alignment 1 let every kernel accept buffers at any byte offset (a 16-byte
- * partial at an 8-byte boundary, say); x86 vector loads do not require alignment.
+ * Element typedefs with alignment 1 let every kernel accept buffers at any byte offset, such as a
+ * 16-byte partial at an 8-byte boundary. The vector loops then use unaligned loads and stores.
  * finish, to_partial and reduce_finish read element i before writing element i, so an output may
  * be the same buffer as an input of the same element size, but no other overlap is allowed.
  */

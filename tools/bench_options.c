@@ -176,7 +176,7 @@ static void print_help(const bench_program_t *program)
            "  -c, --check N           checked iterations per size, 0 disables the check (default 1)\n"
            "  -r, --root RANK         broadcast root (default 0)\n"
            "  -a, --average 0|1|2|3   reported time: rank 0, average, minimum or maximum over ranks\n"
-           "                          (default 3, maximum; nccl-tests defaults to 1)\n",
+           "                          (default 3, the maximum, where nccl-tests defaults to 1)\n",
            program->program, program->allow_16bit ? " half bfloat16" : "",
            program->allow_16bit ? " float16" : "", program->allow_avg ? " avg" : "");
     if (program->allow_spawn)

@@ -162,9 +162,10 @@ static void print_stats(const benchmark_t *bench)
     weft_stats_t stats;
     exit_on_weft_error(bench, weft_comm_get_stats(bench->comm, &stats), "weft_comm_get_stats");
     printf("# rank 0 transfers: rdma_write_bytes=%" PRIu64 " rdma_writes=%" PRIu64 " eager_bytes=%" PRIu64
-           " staged_copy_bytes=%" PRIu64 " mr_cache_hits=%" PRIu64 " mr_cache_misses=%" PRIu64 "\n",
+           " staged_copy_bytes=%" PRIu64 " local_copy_bytes=%" PRIu64 " mr_cache_hits=%" PRIu64
+           " mr_cache_misses=%" PRIu64 "\n",
            stats.rdma_write_bytes, stats.rdma_writes, stats.eager_bytes, stats.staged_copy_bytes,
-           stats.mr_cache_hits, stats.mr_cache_misses);
+           stats.local_copy_bytes, stats.mr_cache_hits, stats.mr_cache_misses);
 }
 
 static unsigned char *allocate_buffer(const benchmark_t *bench, size_t bytes, const char *name)

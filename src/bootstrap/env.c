@@ -1,10 +1,10 @@
 /*
  * Choosing a bootstrap from the environment, and the helpers every bootstrap shares.
  *
- * Order: WEFT_ROOT with WEFT_RANK and WEFT_SIZE; PMIx when PMIX_RANK or PMIX_NAMESPACE shows a
- * PMIx launcher (checked before PMIx_Init so that a plain run never tries to reach a server);
- * torchrun's MASTER_ADDR, MASTER_PORT, RANK and WORLD_SIZE, with weft's root on MASTER_PORT + 1
- * because torchrun's own store listens on MASTER_PORT.
+ * The order is: WEFT_ROOT with WEFT_RANK and WEFT_SIZE, then PMIx, then torchrun's MASTER_ADDR,
+ * MASTER_PORT, RANK and WORLD_SIZE. PMIx is chosen when PMIX_RANK or PMIX_NAMESPACE is set, which
+ * is checked before PMIx_Init so that a plain run never tries to reach a server. Under torchrun
+ * weft's root listens on MASTER_PORT + 1, because torchrun's own store listens on MASTER_PORT.
  */
 #include <errno.h>
 #include <limits.h>
@@ -96,6 +96,7 @@ static void job_secret(unsigned char secret[WF_BOOT_SECRET_SIZE])
  * Rank 0 listens on the loopback address itself when the job is local to this host, else on the
  * wildcard address of the same family, because the name may resolve differently on other hosts.
  * It then reaches its own root through loopback.
+ * NOTE: the unit tests use loopback roots only; the wildcard case runs only in multi-host jobs.
  */
 static void root_addresses(const struct sockaddr_storage *named, struct sockaddr_storage *listen_address,
                            struct sockaddr_storage *self_address)

@@ -132,7 +132,7 @@ void wf_welcome_decode(const unsigned char in[WF_WELCOME_SIZE], wf_welcome_t *we
 }
 
 /*
- * The labels keep a HELLO proof from being replayed as a WELCOME proof and the reverse; the
+ * The labels keep a HELLO proof from being replayed as a WELCOME proof and the reverse. The
  * root's fresh nonce keeps a recorded HELLO from being replayed to a later root.
  */
 void wf_hello_mac(const unsigned char secret[WF_BOOT_SECRET_SIZE], const unsigned char nonce[WF_BOOT_NONCE_SIZE],

@@ -46,8 +46,9 @@ typedef struct wf_root wf_root_t;
  * learn it from the first valid HELLO), then serves rounds until every rank has closed its
  * connection. display names the rendezvous in messages (for example the WEFT_ROOT value; NULL:
  * the bound address). The listening socket exists when this returns, so clients may connect at
- * once. With owner set, the caller owns the root and must end it with wf_root_release; with
- * owner NULL the root waits in a list for wf_root_adopt and otherwise frees itself at the end.
+ * once. With owner set, the caller owns the root and must end it with wf_root_release. With
+ * owner NULL the root waits in a list for wf_root_adopt, and frees itself at the end if no
+ * bootstrap adopted it.
  */
 weft_result_t wf_root_start(const struct sockaddr *listen_address, const char *display,
                             const unsigned char secret[WF_BOOT_SECRET_SIZE], int nranks, int timeout_s,

@@ -2,24 +2,25 @@
  * The TCP rendezvous root: one thread that admits the ranks of a job (root_admit.c) and then
  * serves rounds of allgather.
  *
- * Admission: every accepted connection gets a CHALLENGE with a fresh nonce and must answer with a
+ * Admission: every accepted connection gets a CHALLENGE with a fresh nonce and must reply with a
  * HELLO that proves the job secret, within ROOT_HELLO_TIMEOUT_MS. Connections that fail are
  * logged with their peer address and closed; the root keeps waiting for the real ranks. When all
  * nranks ranks are in, the root closes its listening socket at once, so the port is free for the
  * next job, and sends every rank a WELCOME.
  *
  * Rounds: the root reads one DATA frame from every rank (all of the same length), then sends the
- * concatenation in rank order to every rank. A round that does not complete within timeout_s of
- * its first block, a rank that leaves while others still need it, or a malformed frame from a rank
- * ends the rendezvous: every rank gets an ERROR frame that names the cause, then the root closes
- * all connections. The thread exits after that, or when every rank has closed its connection.
+ * concatenation in rank order to every rank. Three events end the rendezvous: a round that does
+ * not complete within timeout_s of its first block, a rank that leaves while others still need
+ * it, and a malformed frame from a rank. Every rank then gets an ERROR frame that names the cause,
+ * and the root closes all connections. The thread exits after that, or when every rank has closed
+ * its connection.
  *
  * Ownership: the bootstrap of the rank in the hosting process owns the root (rank 0 for WEFT_ROOT
  * and torchrun; for a unique id, the first rank of the creating process adopts it). Its destroy
  * wakes the thread through an eventfd and joins it, so the process cannot exit while the root
  * still sends a round's results to the other ranks. On that request the root closes every
- * connection, after an ERROR frame if a round was in progress, and the thread ends. A root nobody
- * adopted runs until every rank has closed its connection and then frees itself.
+ * connection, after an ERROR frame if a round was in progress, and the thread ends. A root that no
+ * bootstrap adopted runs until every rank has closed its connection and then frees itself.
  */
 #include <errno.h>
 #include <poll.h>
@@ -96,7 +97,7 @@ void wf_root_send_error(int fd, weft_result_t code, const char *message)
 
 /*
  * Wait until every rank has read what it was sent and closed, ROOT_DRAIN_MS passed, or the owner
- * left; closing earlier could reset a connection whose peer is still sending.
+ * left. Closing earlier could reset a connection whose peer is still sending.
  */
 static void drain_ranks(wf_root_t *root)
 {
@@ -203,24 +204,24 @@ static int start_round(wf_root_t *root, int r, uint64_t length)
         char list[256];
         int count = format_rank_list(root, rank_has_left, list, sizeof(list));
         wf_root_abort(root, WEFT_ERR_REMOTE,
-                   "rank%s %s of %d left the job (closed %s connection to the rendezvous at %s) before round %llu, "
-                   "which rank %d started; the remaining ranks cannot complete bootstrap operations without %s",
-                   count > 1 ? "s" : "", list, root->nranks, count > 1 ? "their" : "its", root->display,
-                   (unsigned long long)root->round, r, count > 1 ? "them" : "it");
+                      "rank%s %s of %d left the job (closed %s connection to the rendezvous at %s) before round %llu, "
+                      "which rank %d started; the remaining ranks cannot complete bootstrap operations without %s",
+                      count > 1 ? "s" : "", list, root->nranks, count > 1 ? "their" : "its", root->display,
+                      (unsigned long long)root->round, r, count > 1 ? "them" : "it");
         return -1;
     }
     if (length > WF_FRAME_MAX_PAYLOAD / (uint64_t)root->nranks) {
         wf_root_abort(root, WEFT_ERR_INVALID_ARGUMENT,
-                   "rank %d started an allgather of %llu bytes per rank; with %d ranks the result exceeds the "
-                   "rendezvous limit of %llu bytes",
-                   r, (unsigned long long)length, root->nranks, (unsigned long long)WF_FRAME_MAX_PAYLOAD);
+                      "rank %d started an allgather of %llu bytes per rank; with %d ranks the result exceeds the "
+                      "rendezvous limit of %llu bytes",
+                      r, (unsigned long long)length, root->nranks, (unsigned long long)WF_FRAME_MAX_PAYLOAD);
         return -1;
     }
     size_t total = (size_t)(length * (uint64_t)root->nranks);
     root->gather = malloc(total > 0 ? total : 1);
     if (!root->gather) {
-        wf_root_abort(root, WEFT_ERR_NO_MEMORY, "the rendezvous root failed to allocate %zu bytes for round %llu", total,
-                   (unsigned long long)root->round);
+        wf_root_abort(root, WEFT_ERR_NO_MEMORY, "the rendezvous root failed to allocate %zu bytes for round %llu",
+                      total, (unsigned long long)root->round);
         return -1;
     }
     root->round_started = 1;
@@ -235,9 +236,9 @@ static void rank_closed(wf_root_t *root, int r)
     root_rank_t *rank = &root->ranks[r];
     if (root->round_started || rank->header_got > 0) {
         wf_root_abort(root, WEFT_ERR_REMOTE,
-                   "rank %d at %s closed its connection to the rendezvous at %s during round %llu; its process "
-                   "probably exited or failed, so the other ranks cannot complete this bootstrap operation",
-                   r, rank->peer, root->display, (unsigned long long)root->round);
+                      "rank %d at %s closed its connection to the rendezvous at %s during round %llu; its process "
+                      "probably exited or failed, so the other ranks cannot complete this bootstrap operation",
+                      r, rank->peer, root->display, (unsigned long long)root->round);
         return;
     }
     WF_TRACE(WF_SUB_BOOT, "rendezvous at %s: rank %d closed its connection", root->display, r);
@@ -260,22 +261,23 @@ static int accept_data_header(wf_root_t *root, int r)
     wf_frame_header_t header = {0};
     char reason[256];
     wf_frame_status_t status =
-        wf_frame_header_decode(rank->header, sizeof(rank->header), WF_FRAME_MAX_PAYLOAD, &header, reason, sizeof(reason));
+        wf_frame_header_decode(rank->header, sizeof(rank->header), WF_FRAME_MAX_PAYLOAD, &header, reason,
+                               sizeof(reason));
     if (status != WF_FRAME_OK || header.type != WF_FRAME_DATA) {
         if (status == WF_FRAME_OK)
             snprintf(reason, sizeof(reason), "frame type %u instead of DATA", header.type);
         wf_root_abort(root, WEFT_ERR_INTERNAL, "rank %d at %s sent an invalid frame in round %llu: %s", r, rank->peer,
-                   (unsigned long long)root->round, reason);
+                      (unsigned long long)root->round, reason);
         return -1;
     }
     if (!root->round_started)
         return start_round(root, r, header.length);
     if (header.length != root->round_length) {
         wf_root_abort(root, WEFT_ERR_MISMATCH,
-                   "in round %llu rank %d sent %llu bytes but an earlier rank sent %llu; the ranks are at "
-                   "different bootstrap steps or passed different lengths",
-                   (unsigned long long)root->round, r, (unsigned long long)header.length,
-                   (unsigned long long)root->round_length);
+                      "in round %llu rank %d sent %llu bytes but an earlier rank sent %llu; the ranks are at "
+                      "different bootstrap steps or passed different lengths",
+                      (unsigned long long)root->round, r, (unsigned long long)header.length,
+                      (unsigned long long)root->round_length);
         return -1;
     }
     return 0;
@@ -339,25 +341,25 @@ static void check_deadlines(wf_root_t *root)
     if (root->listen_fd >= 0 && now >= root->accept_deadline_ms) {
         if (root->nranks == 0) {
             wf_root_abort(root, WEFT_ERR_TIMEOUT,
-                       "rendezvous at %s timed out after %d s: no rank connected; check that every rank received "
-                       "the unique id and calls weft_comm_init_rank",
-                       root->display, root->timeout_s);
+                          "rendezvous at %s timed out after %d s: no rank connected; check that every rank received "
+                          "the unique id and calls weft_comm_init_rank",
+                          root->display, root->timeout_s);
             return;
         }
         int count = format_rank_list(root, rank_never_connected, list, sizeof(list));
         wf_root_abort(root, WEFT_ERR_TIMEOUT,
-                   "rendezvous at %s timed out after %d s: rank%s %s of %d never connected; check that every rank "
-                   "runs with the same WEFT_ROOT and WEFT_SIZE (or the same unique id and number of ranks)",
-                   root->display, root->timeout_s, count > 1 ? "s" : "", list, root->nranks);
+                      "rendezvous at %s timed out after %d s: rank%s %s of %d never connected; check that every rank "
+                      "runs with the same WEFT_ROOT and WEFT_SIZE (or the same unique id and number of ranks)",
+                      root->display, root->timeout_s, count > 1 ? "s" : "", list, root->nranks);
         return;
     }
     if (root->round_started && now >= root->round_deadline_ms) {
         int count = format_rank_list(root, rank_not_submitted, list, sizeof(list));
         wf_root_abort(root, WEFT_ERR_TIMEOUT,
-                   "bootstrap round %llu at the rendezvous %s timed out after %d s: rank%s %s of %d did not take "
-                   "part; check that every rank reaches the same step (communicator creation or destruction)",
-                   (unsigned long long)root->round, root->display, root->timeout_s, count > 1 ? "s" : "", list,
-                   root->nranks);
+                      "bootstrap round %llu at the rendezvous %s timed out after %d s: rank%s %s of %d did not take "
+                      "part; check that every rank reaches the same step (communicator creation or destruction)",
+                      (unsigned long long)root->round, root->display, root->timeout_s, count > 1 ? "s" : "", list,
+                      root->nranks);
     }
 }
 
@@ -423,14 +425,14 @@ static void handle_owner_left(wf_root_t *root)
 
     if (root->listen_fd >= 0) {
         wf_root_abort(root, WEFT_ERR_REMOTE,
-                   "the process hosting the rendezvous root at %s shut it down before every rank connected (%d of "
-                   "%d had); see the error reported by that process",
-                   root->display, root->connected, root->nranks);
+                      "the process hosting the rendezvous root at %s shut it down before every rank connected (%d of "
+                      "%d had); see the error reported by that process",
+                      root->display, root->connected, root->nranks);
     } else if (in_round) {
         wf_root_abort(root, WEFT_ERR_REMOTE,
-                   "the process hosting the rendezvous root at %s destroyed its bootstrap during round %llu; the "
-                   "other ranks cannot complete this bootstrap operation",
-                   root->display, (unsigned long long)root->round);
+                      "the process hosting the rendezvous root at %s destroyed its bootstrap during round %llu; the "
+                      "other ranks cannot complete this bootstrap operation",
+                      root->display, (unsigned long long)root->round);
     } else {
         /* Between rounds every result has been sent, so closing loses nothing. */
         WF_TRACE(WF_SUB_BOOT, "rendezvous at %s: closing after %llu rounds because its owner left", root->display,
@@ -460,7 +462,7 @@ static void *root_main(void *arg)
         int ready = poll(root->pollfds, count, wf_poll_timeout(next_deadline(root)));
         if (ready < 0 && errno != EINTR) {
             wf_root_abort(root, WEFT_ERR_INTERNAL, "the rendezvous root at %s failed to poll its connections: %s",
-                       root->display, strerror(errno));
+                          root->display, strerror(errno));
             break;
         }
         if (atomic_load(&root->owner_left)) {
@@ -599,7 +601,7 @@ void wf_root_release(wf_root_t *root)
         return;
     uint64_t one = 1;
     atomic_store(&root->owner_left, 1);
-    /* The eventfd counter cannot overflow from one write, so this write only fails if the fd is bad. */
+    /* The only write to this eventfd, so its counter cannot overflow; a failure means a bad descriptor. */
     if (write(root->wake_fd, &one, sizeof(one)) != (ssize_t)sizeof(one))
         WF_WARN(WF_SUB_BOOT, "failed to wake the rendezvous root at %s: %s", root->display, strerror(errno));
     pthread_join(root->thread, NULL);

@@ -1,8 +1,8 @@
 /*
- * Admission to the rendezvous: accept connections, send each a CHALLENGE, check the HELLO that
- * answers it, and admit the rank; when every rank is in, close the listener and send WELCOME.
+ * Admission to the rendezvous: accept connections, send each a CHALLENGE, check the HELLO sent in
+ * reply, and admit the rank. When every rank is in, close the listener and send WELCOME.
  * A connection that fails a check is logged with its peer address and closed, and the root keeps
- * waiting; a rank that proved the secret but disagrees with the job ends the rendezvous.
+ * waiting. A rank that proved the secret but disagrees with the job ends the rendezvous.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -47,9 +47,9 @@ void wf_root_accept(wf_root_t *root)
         if (fd < 0) {
             if (errno == EMFILE || errno == ENFILE)
                 wf_root_abort(root, WEFT_ERR_INTERNAL,
-                           "the rendezvous root at %s ran out of file descriptors after %d of %d ranks connected; "
-                           "raise the limit (ulimit -n) on the host of the root",
-                           root->display, root->connected, root->nranks);
+                              "the rendezvous root at %s ran out of file descriptors after %d of %d ranks connected; "
+                              "raise the limit (ulimit -n) on the host of the root",
+                              root->display, root->connected, root->nranks);
             return; /* EAGAIN: nothing more to accept; other errors concern only that connection */
         }
 
@@ -94,7 +94,7 @@ static void admit_all_connected(wf_root_t *root)
     for (int i = 0; i < ROOT_MAX_PENDING; i++) {
         if (root->pending[i].fd >= 0)
             wf_root_reject_pending(&root->pending[i], WEFT_ERR_INVALID_ARGUMENT,
-                           "every rank of this job has already connected");
+                                   "every rank of this job has already connected");
     }
 
     for (int r = 0; r < root->nranks; r++) {
@@ -150,7 +150,7 @@ static void admit_rank(wf_root_t *root, root_pending_t *pending, const wf_hello_
         if (hello->nranks < 1 || hello->nranks > WF_BOOT_MAX_RANKS) {
             hand_over_to_abort(root, pending);
             wf_root_abort(root, WEFT_ERR_INVALID_ARGUMENT, "rank %u at %s asks for %u ranks; the limit is 1 to %d",
-                       hello->rank, pending->peer, hello->nranks, WF_BOOT_MAX_RANKS);
+                          hello->rank, pending->peer, hello->nranks, WF_BOOT_MAX_RANKS);
             return;
         }
         if (wf_root_allocate_ranks(root, (int)hello->nranks) < 0) {
@@ -161,23 +161,23 @@ static void admit_rank(wf_root_t *root, root_pending_t *pending, const wf_hello_
     if (hello->nranks != (uint32_t)root->nranks) {
         hand_over_to_abort(root, pending);
         wf_root_abort(root, WEFT_ERR_INVALID_ARGUMENT,
-                   "rank %u at %s was started with %u ranks but the rendezvous at %s expects %d; every rank must "
-                   "use the same number of ranks (WEFT_SIZE, WORLD_SIZE or the nranks argument)",
-                   hello->rank, pending->peer, hello->nranks, root->display, root->nranks);
+                      "rank %u at %s was started with %u ranks but the rendezvous at %s expects %d; every rank must "
+                      "use the same number of ranks (WEFT_SIZE, WORLD_SIZE or the nranks argument)",
+                      hello->rank, pending->peer, hello->nranks, root->display, root->nranks);
         return;
     }
     if (hello->rank >= (uint32_t)root->nranks) {
         hand_over_to_abort(root, pending);
         wf_root_abort(root, WEFT_ERR_INVALID_ARGUMENT, "rank %u at %s is out of range: the job has %d ranks (0 to %d)",
-                   hello->rank, pending->peer, root->nranks, root->nranks - 1);
+                      hello->rank, pending->peer, root->nranks, root->nranks - 1);
         return;
     }
     root_rank_t *rank = &root->ranks[hello->rank];
     if (rank->fd >= 0) {
         hand_over_to_abort(root, pending);
         wf_root_abort(root, WEFT_ERR_INVALID_ARGUMENT,
-                   "two processes claim rank %u: %s and %s; give every process a different rank", hello->rank,
-                   rank->peer, pending->peer);
+                      "two processes claim rank %u: %s and %s; give every process a different rank", hello->rank,
+                      rank->peer, pending->peer);
         return;
     }
 
@@ -211,7 +211,7 @@ static void check_hello(wf_root_t *root, root_pending_t *pending)
     wf_hello_mac(root->secret, pending->nonce, &hello, expected);
     if (!wf_equal_const_time(expected, hello.mac, sizeof(expected))) {
         wf_root_reject_pending(pending, WEFT_ERR_INVALID_ARGUMENT,
-                       "the job secret does not match; every rank must use the same unique id or WEFT_JOB_KEY");
+                               "the job secret does not match; every rank must use the same unique id or WEFT_JOB_KEY");
         return;
     }
     admit_rank(root, pending, &hello);

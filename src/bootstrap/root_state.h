@@ -51,7 +51,7 @@ struct wf_root {
     int wake_fd;           /* eventfd the owner writes when it leaves */
     atomic_int owner_left; /* set by the owner's thread in wf_root_release */
     int owned;             /* a bootstrap will join the thread; guarded by roots_lock */
-    struct wf_root *next;  /* in the list of roots nobody owns yet; guarded by roots_lock */
+    struct wf_root *next;  /* in the list of roots no bootstrap owns yet; guarded by roots_lock */
 
     int listen_fd; /* -1 once every rank is in */
     int extra_fd;  /* an admitted-but-invalid connection that must also get the ERROR frame */

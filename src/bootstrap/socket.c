@@ -415,8 +415,8 @@ int wf_addr_pick_local(const char *ifname, struct sockaddr_storage *out, char *e
 /* ---- connect and listen ---------------------------------------------------------------------- */
 
 /*
- * Connecting to a local port with no listener can make TCP connect the socket to itself when the
- * kernel picks the same port as the source; that connection would hold the port the root needs.
+ * Connecting to a local port with no listener can make TCP connect the socket to itself, when the
+ * kernel picks the same port as the source. That connection would hold the port the root needs.
  */
 static int is_connected_to_self(int fd)
 {

@@ -5,8 +5,8 @@
  * Deadlines are absolute CLOCK_MONOTONIC times in milliseconds; a negative deadline means none.
  * Every socket is non-blocking and close-on-exec. Sockets opened here are closed in the child
  * after fork(), because a child's copy would keep a connection or a listening port open after
- * the parent closed it (the root would then never see a rank leave, and a later job could not
- * reuse the port). A forked child therefore cannot use its parent's bootstrap.
+ * the parent closed it. The root would then never see a rank leave, and a later job could not
+ * reuse the port. A forked child therefore cannot use its parent's bootstrap.
  */
 #ifndef WF_BOOTSTRAP_SOCKET_H
 #define WF_BOOTSTRAP_SOCKET_H
@@ -56,7 +56,7 @@ int wf_addr_port(const struct sockaddr *address);
 void wf_addr_set_port(struct sockaddr *address, int port);
 int wf_addr_is_loopback(const struct sockaddr *address);
 
-/* "1.2.3.4:5" or "[::1]:5". */
+/* Format address as "1.2.3.4:5" or "[::1]:5". */
 void wf_addr_text(const struct sockaddr *address, char *out, size_t outlen);
 
 /*

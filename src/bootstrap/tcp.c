@@ -1,9 +1,9 @@
 /*
  * The rank side of the TCP rendezvous, and the unique id that names a rendezvous.
  *
- * A rank connects to the root (retrying until the deadline, because the root may start later),
- * answers the root's CHALLENGE with a HELLO that proves the job secret, and waits for the WELCOME
- * that proves the root knows the secret too. Each allgather is one round: send this rank's block,
+ * A rank connects to the root, retrying until the deadline because the root may start later. It
+ * replies to the root's CHALLENGE with a HELLO that proves the job secret, then waits for the
+ * WELCOME that proves the root has the secret too. Each allgather is one round: send this rank's block,
  * receive every rank's block in rank order. A failure leaves the bootstrap broken: later calls
  * return the same code at once and last_error keeps the first message.
  */
@@ -84,8 +84,8 @@ static weft_result_t recv_frame(int fd, const char *root_text, const char *what,
         if (status != WF_IO_OK)
             return io_failure(status, error, root_text, "an error report", timeout_s, err, errlen);
         if (wf_frame_error_decode(error_payload, (size_t)header.length, &code, message, sizeof(message)) < 0)
-            return wf_boot_error(err, errlen, WEFT_ERR_REMOTE, "the rendezvous root at %s sent a malformed error report",
-                                 root_text);
+            return wf_boot_error(err, errlen, WEFT_ERR_REMOTE,
+                                 "the rendezvous root at %s sent a malformed error report", root_text);
         if (reported)
             *reported = 1;
         return wf_boot_error(err, errlen, code, "the rendezvous root at %s reported: %s", root_text, message);
@@ -107,8 +107,8 @@ static weft_result_t recv_frame(int fd, const char *root_text, const char *what,
 /* ---- operations ------------------------------------------------------------------------------ */
 
 /*
- * A send can fail because the root gave up and closed the connection; its ERROR frame may then
- * already wait in the receive buffer and says why, so look for it before reporting the send.
+ * A send can fail because the root gave up and closed the connection. Its ERROR frame, which
+ * gives the reason, may then already wait in the receive buffer, so look for it first.
  */
 static weft_result_t send_failed(wf_tcp_bootstrap_t *b, wf_io_status_t status, int error, const char *what)
 {
@@ -125,7 +125,7 @@ static weft_result_t tcp_allgather(wf_bootstrap_t *base, const void *mine, void 
 {
     wf_tcp_bootstrap_t *b = (wf_tcp_bootstrap_t *)base;
     if (b->broken != WEFT_SUCCESS)
-        return b->broken; /* last_error still holds the first failure */
+        return b->broken; /* last_error still contains the first failure */
     if (length > 0 && (!mine || !all))
         return wf_boot_fail(&b->common, WEFT_ERR_INVALID_ARGUMENT,
                             "bootstrap allgather of %zu bytes on rank %d got a NULL buffer", length, base->rank);
@@ -182,7 +182,7 @@ static void tcp_destroy(wf_bootstrap_t *base)
 
 /* ---- connecting ------------------------------------------------------------------------------ */
 
-/* Answer the CHALLENGE with a HELLO and wait until the WELCOME says that every rank is in. */
+/* Reply to the CHALLENGE with a HELLO, then wait for the WELCOME sent once every rank is in. */
 static weft_result_t handshake(wf_tcp_bootstrap_t *b, const unsigned char secret[WF_BOOT_SECRET_SIZE],
                                int64_t deadline_ms, char *err, size_t errlen)
 {

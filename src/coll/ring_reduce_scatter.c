@@ -292,7 +292,8 @@ weft_result_t wf_stream_init(weft_comm_t comm)
     free(all);
     if (result != WEFT_SUCCESS) {
         snprintf(comm->last_error, sizeof(comm->last_error),
-                 "rank %d could not exchange ring slot addresses through the bootstrap", comm->rank);
+                 "rank %d could not exchange ring slot addresses through the bootstrap: %.400s", comm->rank,
+                 wf_bootstrap_last_error(comm->bootstrap));
         return result;
     }
     stream->active = 1;

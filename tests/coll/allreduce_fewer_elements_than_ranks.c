@@ -1,8 +1,8 @@
 /*
  * int32 all-reduce sum with fewer elements than ranks (counts 1 to 4 and n - 1), where a ring
  * split gives some ranks an empty chunk. Rank r element i is (r + 1)(i + 1), so element i must be
- * n(n + 1)/2 * (i + 1) on every rank, within 5 s, in place and out of place, with the guard
- * bytes around every buffer intact.
+ * n(n + 1)/2 * (i + 1) on every rank. Each call must finish within 5 s, in place and out of place,
+ * and leave the guard bytes around every buffer intact.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -13,12 +13,12 @@
 
 static void check_count(ct_tally_t *tally, weft_comm_t comm, size_t count, int in_place)
 {
-    char what[96];
+    char label[96];
     ct_buffer_t send, recv;
     int32_t expected[64];
     int rank = tally->rank, nranks = tally->nranks;
 
-    snprintf(what, sizeof what, "allreduce int32 sum count=%zu %s", count, in_place ? "in-place" : "out-of-place");
+    snprintf(label, sizeof label, "allreduce int32 sum count=%zu %s", count, in_place ? "in-place" : "out-of-place");
     ct_buffer_alloc(&send, count * sizeof(int32_t));
     ct_buffer_alloc(&recv, count * sizeof(int32_t));
     for (size_t i = 0; i < count; i++) {
@@ -30,11 +30,11 @@ static void check_count(ct_tally_t *tally, weft_comm_t comm, size_t count, int i
     double started = ct_now();
     const void *source = in_place ? recv.data : send.data;
     weft_result_t result = weft_allreduce(source, recv.data, count, WEFT_INT32, WEFT_SUM, comm);
-    int ok = ct_check_result(tally, comm, result, what);
-    ok = ok && ct_check_duration(tally, what, ct_now() - started, CALL_LIMIT_SECONDS);
-    ok = ok && ct_compare_elements(tally, what, WEFT_INT32, recv.data, expected, count);
+    int ok = ct_check_result(tally, comm, result, label);
+    ok = ok && ct_check_duration(tally, label, ct_now() - started, CALL_LIMIT_SECONDS);
+    ok = ok && ct_compare_elements(tally, label, WEFT_INT32, recv.data, expected, count);
     if (ct_buffer_guard_damage(&send) != 0 || ct_buffer_guard_damage(&recv) != 0) {
-        ct_fail(tally, "%s: a guard byte around a buffer changed: the collective wrote out of bounds", what);
+        ct_fail(tally, "%s: a guard byte around a buffer changed: the collective wrote out of bounds", label);
         ok = 0;
     }
     tally->passed += ok;

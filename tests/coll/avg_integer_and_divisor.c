@@ -4,8 +4,8 @@
  * the comments, but the references are computed for any rank count n:
  *   A: float32 all-reduce, rank r element i = i + 1 + r, counts 5, 1 and 4: (i + 1) + (n - 1)/2.
  *   B: int32 all-reduce of [r, -r, 10r + 1, 7]: [1, -1, 16, 7] for n = 4.
- *   C: uint8 all-reduce of 200 everywhere: 200, although the sum 200n does not fit in 8 bits;
- *      likewise int32, int64 and uint64 values next to their limits.
+ *   C: uint8 all-reduce of 200 everywhere: 200, although the sum 200n does not fit in 8 bits.
+ *      The same goes for int32, int64 and uint64 values next to their limits.
  *   D: int64 reduce-scatter, 2 elements per rank, element i = 3i + r: 3(2k + j) + 1 on rank k.
  */
 #include <stdint.h>
@@ -22,12 +22,12 @@ typedef struct {
 } session_t;
 
 /* Run one all-reduce avg in place on `values` and compare with `expected`. */
-static void check_allreduce_avg(session_t *session, const char *what, weft_datatype_t type, void *values,
+static void check_allreduce_avg(session_t *session, const char *label, weft_datatype_t type, void *values,
                                 const void *expected, size_t count)
 {
     weft_result_t result = weft_allreduce(values, values, count, type, WEFT_AVG, session->comm);
-    if (ct_check_result(session->tally, session->comm, result, what) &&
-        ct_compare_elements(session->tally, what, type, values, expected, count))
+    if (ct_check_result(session->tally, session->comm, result, label) &&
+        ct_compare_elements(session->tally, label, type, values, expected, count))
         session->tally->passed++;
 }
 
@@ -36,15 +36,15 @@ static void part_a_float_divisor(session_t *session, int rank, int nranks)
     static const size_t counts[] = {5, 1, 4};
     for (size_t c = 0; c < 3 && !session->tally->broken; c++) {
         float values[MAX_COUNT], expected[MAX_COUNT];
-        char what[64];
+        char label[64];
         for (size_t i = 0; i < counts[c]; i++) {
             values[i] = (float)(i + 1 + (size_t)rank);
             /* The sum n(i + 1) + n(n - 1)/2 is an exact float32 integer; one division rounds. */
             float sum = (float)((double)nranks * (double)(i + 1) + nranks * (nranks - 1) / 2.0);
             expected[i] = sum / (float)nranks;
         }
-        snprintf(what, sizeof what, "part A: allreduce avg count=%zu", counts[c]);
-        check_allreduce_avg(session, what, WEFT_FLOAT32, values, expected, counts[c]);
+        snprintf(label, sizeof label, "part A: allreduce avg count=%zu", counts[c]);
+        check_allreduce_avg(session, label, WEFT_FLOAT32, values, expected, counts[c]);
     }
 }
 
@@ -103,7 +103,7 @@ static void part_c_no_overflow(session_t *session, int rank, int nranks)
 static void part_d_reduce_scatter(session_t *session, int rank, int nranks)
 {
     int64_t send[2 * 64], recv[2] = {-1, -1}, expected[2];
-    const char *what = "part D: reduce_scatter avg recvcount=2";
+    const char *label = "part D: reduce_scatter avg recvcount=2";
 
     if (nranks > 64 || session->tally->broken)
         return;
@@ -116,8 +116,8 @@ static void part_d_reduce_scatter(session_t *session, int rank, int nranks)
         expected[j] = sum / nranks;
     }
     weft_result_t result = weft_reduce_scatter(send, recv, 2, WEFT_INT64, WEFT_AVG, session->comm);
-    if (ct_check_result(session->tally, session->comm, result, what) &&
-        ct_compare_elements(session->tally, what, WEFT_INT64, recv, expected, 2))
+    if (ct_check_result(session->tally, session->comm, result, label) &&
+        ct_compare_elements(session->tally, label, WEFT_INT64, recv, expected, 2))
         session->tally->passed++;
 }
 

@@ -1,8 +1,8 @@
 /*
- * float32 all-reduce avg on any rank count, in particular counts that are not powers of two:
- * rank r contributes r + 1 in every element, so every element must be (n + 1) / 2 exactly
- * (8.0 for 15 ranks, 14.5 for 28). Both values are exact in float32, and so is the sum
- * n(n + 1)/2 for any n this test runs with, so the result must match bit for bit on every rank.
+ * float32 all-reduce avg on any rank count, in particular counts that are not powers of two.
+ * Rank r contributes r + 1 in every element, so every element must be (n + 1) / 2 exactly: 8.0
+ * for 15 ranks, 14.5 for 28. The sum n(n + 1)/2 and the mean are exact in float32 for any rank
+ * count this test runs with, so the result must match bit for bit on every rank.
  */
 #include <stdio.h>
 
@@ -13,12 +13,12 @@ static const size_t counts[] = {1, 15, 1000};
 
 static void check_avg(ct_tally_t *tally, weft_comm_t comm, size_t count, int in_place)
 {
-    char what[96];
+    char label[96];
     ct_buffer_t send, recv;
     float expected[1000];
     float value = (float)(tally->rank + 1);
 
-    snprintf(what, sizeof what, "allreduce avg count=%zu %s", count, in_place ? "in-place" : "out-of-place");
+    snprintf(label, sizeof label, "allreduce avg count=%zu %s", count, in_place ? "in-place" : "out-of-place");
     ct_buffer_alloc(&send, in_place ? 0 : count * sizeof(float));
     ct_buffer_alloc(&recv, count * sizeof(float));
     for (size_t i = 0; i < count; i++) {
@@ -31,11 +31,11 @@ static void check_avg(ct_tally_t *tally, weft_comm_t comm, size_t count, int in_
     double started = ct_now();
     const void *source = in_place ? recv.data : send.data;
     weft_result_t result = weft_allreduce(source, recv.data, count, WEFT_FLOAT32, WEFT_AVG, comm);
-    int ok = ct_check_result(tally, comm, result, what);
-    ok = ok && ct_check_duration(tally, what, ct_now() - started, 10.0);
-    ok = ok && ct_compare_elements(tally, what, WEFT_FLOAT32, recv.data, expected, count);
+    int ok = ct_check_result(tally, comm, result, label);
+    ok = ok && ct_check_duration(tally, label, ct_now() - started, 10.0);
+    ok = ok && ct_compare_elements(tally, label, WEFT_FLOAT32, recv.data, expected, count);
     if (ct_buffer_guard_damage(&recv) != 0 || ct_buffer_guard_damage(&send) != 0) {
-        ct_fail(tally, "%s: a guard byte around a buffer changed", what);
+        ct_fail(tally, "%s: a guard byte around a buffer changed", label);
         ok = 0;
     }
     tally->passed += ok;

@@ -14,12 +14,12 @@
 
 static void check_broadcast(ct_tally_t *tally, weft_comm_t comm, int root, size_t count)
 {
-    char what[80];
+    char label[80];
     uint8_t expected[BUFFER_BYTES];
     ct_buffer_t buffer;
     int is_root = tally->rank == root;
 
-    snprintf(what, sizeof what, "broadcast root=%d count=%zu", root, count);
+    snprintf(label, sizeof label, "broadcast root=%d count=%zu", root, count);
     ct_buffer_alloc(&buffer, BUFFER_BYTES);
     for (size_t i = 0; i < BUFFER_BYTES; i++) {
         uint8_t fill = is_root ? 0xEE : 0x00;
@@ -29,11 +29,11 @@ static void check_broadcast(ct_tally_t *tally, weft_comm_t comm, int root, size_
 
     double started = ct_now();
     weft_result_t result = weft_broadcast(buffer.data, count, WEFT_UINT8, root, comm);
-    int ok = ct_check_result(tally, comm, result, what);
-    ok = ok && ct_check_duration(tally, what, ct_now() - started, CALL_LIMIT_SECONDS);
-    ok = ok && ct_compare_elements(tally, what, WEFT_UINT8, buffer.data, expected, BUFFER_BYTES);
+    int ok = ct_check_result(tally, comm, result, label);
+    ok = ok && ct_check_duration(tally, label, ct_now() - started, CALL_LIMIT_SECONDS);
+    ok = ok && ct_compare_elements(tally, label, WEFT_UINT8, buffer.data, expected, BUFFER_BYTES);
     if (ct_buffer_guard_damage(&buffer) != 0) {
-        ct_fail(tally, "%s: a guard byte around the buffer changed: the broadcast wrote out of bounds", what);
+        ct_fail(tally, "%s: a guard byte around the buffer changed: the broadcast wrote out of bounds", label);
         ok = 0;
     }
     tally->passed += ok;

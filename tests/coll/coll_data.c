@@ -12,8 +12,8 @@ static uint64_t mix64(uint64_t x)
     return x ^ (x >> 31);
 }
 
-/* Per-rank hash prefixes for one (seed, type, pattern), kept because the reference asks for the
- * same ranks again for every element. Not thread-safe, like the rest of the test. */
+/* Per-rank hash prefixes for one (seed, type, pattern). The reference needs the same ranks again
+ * for every element, so they are computed once. Not thread-safe, like the rest of the test. */
 #define CT_CACHED_RANKS 64
 static struct {
     int valid;
@@ -57,7 +57,7 @@ static const double product_factors[10] = {0.5, 0.75, 1.0, 1.5, 2.0, -0.5, -0.75
 /*
  * Value of a float input for sum, min, max and avg: an integer k in [-limit, limit] times
  * 2^-scale_bits. The significant bits of k fit the type exactly, and a sum over up to 16 ranks
- * needs at most 4 more bits, which float32 (float64 for double) still holds exactly.
+ * needs at most 4 more bits, which float32 (float64 for double) still represents exactly.
  */
 static double float_sum_input(weft_datatype_t type, uint64_t h)
 {
@@ -131,7 +131,7 @@ static void reduce_integers(weft_datatype_t type, weft_op_t op, uint64_t seed, i
     uint64_t result;
     if (op == WEFT_SUM || op == WEFT_PROD)
         result = wrapped;
-    else if (op == WEFT_AVG) /* C division truncates toward zero, as the contract asks */
+    else if (op == WEFT_AVG) /* C division truncates toward zero, as weft.h specifies */
         result = is_signed ? (uint64_t)(int64_t)(signed_sum / nranks) : (uint64_t)(unsigned_sum / (unsigned)nranks);
     else
         result = is_signed ? (uint64_t)signed_best : unsigned_best;

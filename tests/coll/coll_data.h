@@ -27,10 +27,10 @@ void ct_input_element(weft_datatype_t type, int pattern, uint64_t seed, int rank
                       void *element);
 
 /*
- * Write the expected reduction over ranks 0..nranks-1 of input element `index` into element:
- * integer sum and prod wrap modulo 2^bits, integer avg is the 128-bit sum divided by nranks and
- * truncated toward zero; float16 and bfloat16 reduce in float32 and are rounded once to nearest
- * even; float avg divides the float32 (float64 for double) sum by nranks.
+ * Write the expected reduction over ranks 0..nranks-1 of input element `index` into element.
+ * Integer sum and prod wrap modulo 2^bits. Integer avg is the 128-bit sum divided by nranks and
+ * truncated toward zero. float16 and bfloat16 reduce in float32 and are rounded once to nearest
+ * even. Float avg divides the float32 sum (float64 for double) by nranks.
  */
 void ct_expected_reduction(weft_datatype_t type, weft_op_t op, uint64_t seed, int nranks, size_t index,
                            void *element);

@@ -3,7 +3,8 @@
  *
  *   coll_launch -n N [-m root|mpirun] [-p PROVIDER] [-t SECONDS] [--mpirun PATH] -- PROGRAM [ARGS...]
  *
- * root mode forks N processes with WEFT_ROOT=127.0.0.1:<free port>, WEFT_RANK and WEFT_SIZE.
+ * root mode forks N processes with WEFT_ROOT=127.0.0.1:<free port>, WEFT_RANK, WEFT_SIZE and a
+ * random WEFT_JOB_KEY (unless one is set).
  * mpirun mode runs `mpirun --oversubscribe -np N` (adding --allow-run-as-root for root) and
  * forwards every WEFT_* variable with -x, so the ranks bootstrap through PMIx. Either way the
  * ranks share one process group, which the launcher kills when the timeout expires or when the
@@ -127,8 +128,8 @@ static void parse_options(int argc, char **argv, launch_options_t *options)
 
 /*
  * Return a TCP port on 127.0.0.1 that was free a moment ago (the kernel picks it for a bind to
- * port 0). Another process may take it before rank 0 listens; ephemeral ports are handed out in
- * a spread-out order, so that is rare, and it fails the run visibly rather than silently.
+ * port 0). Another process may take it before rank 0 listens. That is rare, because the kernel
+ * spreads ephemeral ports out, and rank 0 then fails with an error rather than silently.
  */
 static int find_free_port(void)
 {
@@ -144,6 +145,26 @@ static int find_free_port(void)
     }
     close(fd);
     return ntohs(address.sin_port);
+}
+
+/* Give the ranks a fresh shared secret, so no other process on this machine can join the
+ * rendezvous, unless the caller set WEFT_JOB_KEY already. */
+static void set_job_key(void)
+{
+    unsigned char secret[16];
+    char text[2 * sizeof secret + 1];
+    FILE *random = fopen("/dev/urandom", "rb");
+
+    if (getenv("WEFT_JOB_KEY") != NULL)
+        return;
+    if (random == NULL || fread(secret, 1, sizeof secret, random) != sizeof secret) {
+        fprintf(stderr, "coll_launch: cannot read /dev/urandom for WEFT_JOB_KEY: %s\n", strerror(errno));
+        exit(1);
+    }
+    fclose(random);
+    for (size_t i = 0; i < sizeof secret; i++)
+        snprintf(text + 2 * i, 3, "%02x", secret[i]);
+    setenv("WEFT_JOB_KEY", text, 1);
 }
 
 /* Fork and exec one process in process group *group (created by the first child). */
@@ -274,20 +295,20 @@ static int supervise(const launch_options_t *options, pid_t group, launch_child_
 
     int failures = 0;
     for (int i = 0; i < nchildren; i++) {
-        const char *who = options->use_mpirun ? "mpirun" : "rank";
+        const char *process_kind = options->use_mpirun ? "mpirun" : "rank";
         int id = options->use_mpirun ? 0 : i;
         if (!children[i].finished && waitpid(children[i].pid, &children[i].status, 0) == children[i].pid)
             children[i].finished = 1;
         int status = children[i].status;
         if (!children[i].finished) {
-            fprintf(stderr, "coll_launch: %s %d (pid %d) could not be reaped\n", who, id, (int)children[i].pid);
+            fprintf(stderr, "coll_launch: %s %d (pid %d) could not be reaped\n", process_kind, id, (int)children[i].pid);
             failures++;
         } else if (WIFSIGNALED(status)) {
-            fprintf(stderr, "coll_launch: %s %d (pid %d) was killed by signal %d (%s)\n", who, id,
+            fprintf(stderr, "coll_launch: %s %d (pid %d) was killed by signal %d (%s)\n", process_kind, id,
                     (int)children[i].pid, WTERMSIG(status), strsignal(WTERMSIG(status)));
             failures++;
         } else if (WEXITSTATUS(status) != 0) {
-            fprintf(stderr, "coll_launch: %s %d (pid %d) exited with status %d\n", who, id, (int)children[i].pid,
+            fprintf(stderr, "coll_launch: %s %d (pid %d) exited with status %d\n", process_kind, id, (int)children[i].pid,
                     WEXITSTATUS(status));
             failures++;
         }
@@ -320,6 +341,7 @@ int main(int argc, char **argv)
         nchildren = children[0].pid > 0;
     } else {
         char root[64], size[16];
+        set_job_key();
         snprintf(root, sizeof root, "127.0.0.1:%d", find_free_port());
         snprintf(size, sizeof size, "%d", options.nranks);
         setenv("WEFT_ROOT", root, 1);

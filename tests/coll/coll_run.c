@@ -98,9 +98,9 @@ static int check_guards(ct_context_t *context, const ct_case_t *item, const char
 
     char description[160];
     ct_describe_case(item, description, sizeof description);
-    ct_fail(&context->tally, "%s: %s guard byte %s changed (%ld bytes %s the %zu-byte buffer); the "
-            "collective wrote out of bounds", description, buffer_name, offset < 0 ? "before" : "after",
-            offset < 0 ? -offset : offset, offset < 0 ? "before the start of" : "past the end of", buffer->bytes);
+    ct_fail(&context->tally, "%s: byte %ld %s the %zu-byte %s changed; the collective wrote out of bounds",
+            description, offset < 0 ? -offset : offset, offset < 0 ? "before the start of" : "past the end of",
+            buffer->bytes, buffer_name);
     return 0;
 }
 

@@ -61,13 +61,13 @@ float ct_half_to_float(uint16_t half)
 /* Shift `value` right by `shift` bits, rounding to nearest with ties to even; shift is 1..31. */
 static uint32_t shift_round_even(uint32_t value, unsigned shift)
 {
-    uint32_t kept = value >> shift;
+    uint32_t rounded = value >> shift;
     uint32_t rest = value & ((1u << shift) - 1);
     uint32_t halfway = 1u << (shift - 1);
 
-    if (rest > halfway || (rest == halfway && (kept & 1)))
-        kept++;
-    return kept;
+    if (rest > halfway || (rest == halfway && (rounded & 1)))
+        rounded++;
+    return rounded;
 }
 
 uint16_t ct_float_to_half(float value)
@@ -270,17 +270,17 @@ void ct_fail(ct_tally_t *tally, const char *format, ...)
         printf("FAIL %s rank %d: more failures are counted but not printed\n", tally->program, tally->rank);
 }
 
-int ct_check_result(ct_tally_t *tally, weft_comm_t comm, weft_result_t result, const char *what)
+int ct_check_result(ct_tally_t *tally, weft_comm_t comm, weft_result_t result, const char *label)
 {
     if (result == WEFT_SUCCESS)
         return 1;
-    ct_fail(tally, "%s returned %s: %s", what, weft_result_string(result), weft_comm_last_error(comm));
+    ct_fail(tally, "%s returned %s: %s", label, weft_result_string(result), weft_comm_last_error(comm));
     if (result != WEFT_ERR_INVALID_ARGUMENT)
         tally->broken = 1;
     return 0;
 }
 
-int ct_compare_elements(ct_tally_t *tally, const char *what, weft_datatype_t type, const void *got,
+int ct_compare_elements(ct_tally_t *tally, const char *label, weft_datatype_t type, const void *got,
                         const void *expected, size_t count)
 {
     size_t size = ct_type_size(type);
@@ -298,16 +298,16 @@ int ct_compare_elements(ct_tally_t *tally, const char *what, weft_datatype_t typ
     char expected_text[64], got_text[64];
     ct_format_element(type, (const char *)expected + first_wrong * size, expected_text, sizeof expected_text);
     ct_format_element(type, (const char *)got + first_wrong * size, got_text, sizeof got_text);
-    ct_fail(tally, "%s %s: index %zu: expected %s, got %s (%zu of %zu elements wrong)", what, ct_type_name(type),
+    ct_fail(tally, "%s %s: index %zu: expected %s, got %s (%zu of %zu elements wrong)", label, ct_type_name(type),
             first_wrong, expected_text, got_text, wrong, count);
     return 0;
 }
 
-int ct_check_duration(ct_tally_t *tally, const char *what, double seconds, double limit)
+int ct_check_duration(ct_tally_t *tally, const char *label, double seconds, double limit)
 {
     if (seconds <= limit)
         return 1;
-    ct_fail(tally, "%s took %.2f s, more than the %.0f s allowed", what, seconds, limit);
+    ct_fail(tally, "%s took %.2f s, more than the %.0f s allowed", label, seconds, limit);
     return 0;
 }
 

@@ -84,20 +84,20 @@ void ct_fail(ct_tally_t *tally, const char *format, ...) __attribute__((format(p
 
 /*
  * Record the outcome of a collective call. A result other than WEFT_SUCCESS is a failure that
- * names `what` and the library's message; it also marks the communicator broken unless the
+ * names `label` and the library's message. It also marks the communicator broken, unless the
  * result is WEFT_ERR_INVALID_ARGUMENT. Returns 1 when the call succeeded.
  */
-int ct_check_result(ct_tally_t *tally, weft_comm_t comm, weft_result_t result, const char *what);
+int ct_check_result(ct_tally_t *tally, weft_comm_t comm, weft_result_t result, const char *label);
 
 /*
- * Compare count elements bitwise. On a mismatch, report `what`, the first wrong index with its
+ * Compare count elements bitwise. On a mismatch, report `label`, the first wrong index with its
  * expected and actual value, and how many elements are wrong. Returns 1 when all are equal.
  */
-int ct_compare_elements(ct_tally_t *tally, const char *what, weft_datatype_t type, const void *got,
+int ct_compare_elements(ct_tally_t *tally, const char *label, weft_datatype_t type, const void *got,
                         const void *expected, size_t count);
 
-/* Fail when `what` took longer than limit seconds. Returns 1 when it was in time. */
-int ct_check_duration(ct_tally_t *tally, const char *what, double seconds, double limit);
+/* Fail when `label` took longer than limit seconds. Returns 1 when it was in time. */
+int ct_check_duration(ct_tally_t *tally, const char *label, double seconds, double limit);
 
 /*
  * Print "PROGRAM: N passed, N failed" on rank 0 (totals over all ranks when the library can sum

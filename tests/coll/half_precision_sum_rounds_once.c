@@ -31,7 +31,7 @@ static double input_value(weft_datatype_t type, int rank, size_t i)
     }
 }
 
-/* Exact sum (it has at most 20 significant bits, so float32 holds it), rounded once to the type. */
+/* Exact sum, rounded once to the type. The sum has at most 20 significant bits, so float32 is exact. */
 static void fill_expected(weft_datatype_t type, int nranks, unsigned char *expected)
 {
     for (size_t i = 0; i < ELEMENTS; i++) {
@@ -45,20 +45,20 @@ static void fill_expected(weft_datatype_t type, int nranks, unsigned char *expec
 static void check_allreduce(ct_tally_t *tally, weft_comm_t comm, weft_datatype_t type)
 {
     unsigned char buffer[ELEMENTS * 2], expected[ELEMENTS * 2];
-    const char *what = "allreduce sum rounded once";
+    const char *label = "allreduce sum rounded once";
 
     for (size_t i = 0; i < ELEMENTS; i++)
         ct_store_float(type, input_value(type, tally->rank, i), buffer + i * 2);
     fill_expected(type, tally->nranks, expected);
     weft_result_t result = weft_allreduce(buffer, buffer, ELEMENTS, type, WEFT_SUM, comm);
-    if (ct_check_result(tally, comm, result, what) && ct_compare_elements(tally, what, type, buffer, expected, ELEMENTS))
+    if (ct_check_result(tally, comm, result, label) && ct_compare_elements(tally, label, type, buffer, expected, ELEMENTS))
         tally->passed++;
 }
 
 static void check_reduce_scatter(ct_tally_t *tally, weft_comm_t comm, weft_datatype_t type)
 {
     unsigned char send[MAX_RANKS * ELEMENTS * 2], recv[ELEMENTS * 2], expected[ELEMENTS * 2];
-    const char *what = "reduce_scatter sum rounded once";
+    const char *label = "reduce_scatter sum rounded once";
 
     for (int block = 0; block < tally->nranks; block++) {
         for (size_t i = 0; i < ELEMENTS; i++)
@@ -66,7 +66,7 @@ static void check_reduce_scatter(ct_tally_t *tally, weft_comm_t comm, weft_datat
     }
     fill_expected(type, tally->nranks, expected);
     weft_result_t result = weft_reduce_scatter(send, recv, ELEMENTS, type, WEFT_SUM, comm);
-    if (ct_check_result(tally, comm, result, what) && ct_compare_elements(tally, what, type, recv, expected, ELEMENTS))
+    if (ct_check_result(tally, comm, result, label) && ct_compare_elements(tally, label, type, recv, expected, ELEMENTS))
         tally->passed++;
 }
 

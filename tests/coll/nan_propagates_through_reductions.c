@@ -41,7 +41,7 @@ static double expected_value(int nranks, weft_op_t op, size_t block, size_t i)
 }
 
 /* Compare NaN by class (any NaN passes), everything else bit for bit. Returns 1 when all match. */
-static int check_values(ct_tally_t *tally, const char *what, weft_datatype_t type, const unsigned char *got,
+static int check_values(ct_tally_t *tally, const char *label, weft_datatype_t type, const unsigned char *got,
                         size_t block, weft_op_t op)
 {
     size_t size = ct_type_size(type);
@@ -52,7 +52,7 @@ static int check_values(ct_tally_t *tally, const char *what, weft_datatype_t typ
         ct_store_float(type, want, expected);
         int match = isnan(want) ? isnan(have) : memcmp(expected, got + i * size, size) == 0;
         if (!match) {
-            ct_fail(tally, "%s %s: index %zu: expected %.17g, got %.17g", what, ct_type_name(type), i, want, have);
+            ct_fail(tally, "%s %s: index %zu: expected %.17g, got %.17g", label, ct_type_name(type), i, want, have);
             return 0;
         }
     }
@@ -62,14 +62,14 @@ static int check_values(ct_tally_t *tally, const char *what, weft_datatype_t typ
 static void check_allreduce(ct_tally_t *tally, weft_comm_t comm, weft_datatype_t type, weft_op_t op)
 {
     unsigned char buffer[ELEMENTS_PER_BLOCK * 8];
-    char what[64];
+    char label[64];
     size_t size = ct_type_size(type);
 
-    snprintf(what, sizeof what, "allreduce %s with a NaN from one rank", ct_op_name(op));
+    snprintf(label, sizeof label, "allreduce %s with a NaN from one rank", ct_op_name(op));
     for (size_t i = 0; i < ELEMENTS_PER_BLOCK; i++)
         ct_store_float(type, input_value(tally->rank, tally->nranks, 0, i), buffer + i * size);
     weft_result_t result = weft_allreduce(buffer, buffer, ELEMENTS_PER_BLOCK, type, op, comm);
-    if (ct_check_result(tally, comm, result, what) && check_values(tally, what, type, buffer, 0, op))
+    if (ct_check_result(tally, comm, result, label) && check_values(tally, label, type, buffer, 0, op))
         tally->passed++;
 }
 
@@ -77,10 +77,10 @@ static void check_reduce_scatter(ct_tally_t *tally, weft_comm_t comm, weft_datat
 {
     static unsigned char send[MAX_RANKS * ELEMENTS_PER_BLOCK * 8];
     unsigned char recv[ELEMENTS_PER_BLOCK * 8];
-    char what[64];
+    char label[64];
     size_t size = ct_type_size(type);
 
-    snprintf(what, sizeof what, "reduce_scatter %s with a NaN from one rank", ct_op_name(op));
+    snprintf(label, sizeof label, "reduce_scatter %s with a NaN from one rank", ct_op_name(op));
     for (size_t block = 0; block < (size_t)tally->nranks; block++) {
         for (size_t i = 0; i < ELEMENTS_PER_BLOCK; i++) {
             double value = input_value(tally->rank, tally->nranks, block, i);
@@ -88,8 +88,8 @@ static void check_reduce_scatter(ct_tally_t *tally, weft_comm_t comm, weft_datat
         }
     }
     weft_result_t result = weft_reduce_scatter(send, recv, ELEMENTS_PER_BLOCK, type, op, comm);
-    if (ct_check_result(tally, comm, result, what) &&
-        check_values(tally, what, type, recv, (size_t)tally->rank, op))
+    if (ct_check_result(tally, comm, result, label) &&
+        check_values(tally, label, type, recv, (size_t)tally->rank, op))
         tally->passed++;
 }
 

@@ -18,14 +18,14 @@
 /* Run one round; returns 0 when it passed, 1 on a failure after which the test cannot go on. */
 static int run_round(ct_tally_t *tally, int round, int delayed_destroy)
 {
-    char what[96];
+    char label[96];
     weft_comm_t comm = NULL;
     double started = ct_now();
 
-    snprintf(what, sizeof what, "round %d (%s)", round, delayed_destroy ? "rank 0 destroys 2 s late" : "no pause");
+    snprintf(label, sizeof label, "round %d (%s)", round, delayed_destroy ? "rank 0 destroys 2 s late" : "no pause");
     weft_result_t result = weft_comm_init_env(&comm);
     if (result != WEFT_SUCCESS) {
-        ct_fail(tally, "%s: weft_comm_init_env returned %s: %s", what, weft_result_string(result),
+        ct_fail(tally, "%s: weft_comm_init_env returned %s: %s", label, weft_result_string(result),
                 weft_comm_last_error(NULL));
         return 1;
     }
@@ -34,8 +34,8 @@ static int run_round(ct_tally_t *tally, int round, int delayed_destroy)
 
     int32_t value = tally->rank + 1;
     int32_t expected = tally->nranks * (tally->nranks + 1) / 2;
-    int ok = ct_check_result(tally, comm, weft_allreduce(&value, &value, 1, WEFT_INT32, WEFT_SUM, comm), what);
-    ok = ok && ct_compare_elements(tally, what, WEFT_INT32, &value, &expected, 1);
+    int ok = ct_check_result(tally, comm, weft_allreduce(&value, &value, 1, WEFT_INT32, WEFT_SUM, comm), label);
+    ok = ok && ct_compare_elements(tally, label, WEFT_INT32, &value, &expected, 1);
 
     if (delayed_destroy && tally->rank == 0) {
         struct timespec delay = {2, 0};
@@ -43,10 +43,10 @@ static int run_round(ct_tally_t *tally, int round, int delayed_destroy)
     }
     result = weft_comm_destroy(comm);
     if (result != WEFT_SUCCESS) {
-        ct_fail(tally, "%s: weft_comm_destroy returned %s", what, weft_result_string(result));
+        ct_fail(tally, "%s: weft_comm_destroy returned %s", label, weft_result_string(result));
         return 1;
     }
-    ok = ok && ct_check_duration(tally, what, ct_now() - started, ROUND_LIMIT_SECONDS);
+    ok = ok && ct_check_duration(tally, label, ct_now() - started, ROUND_LIMIT_SECONDS);
     tally->passed += ok;
     return 0;
 }

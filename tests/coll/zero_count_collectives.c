@@ -18,10 +18,10 @@ typedef struct {
     int root;
 } session_t;
 
-static void expect_success(session_t *session, const char *what, weft_result_t result, double started)
+static void expect_success(session_t *session, const char *label, weft_result_t result, double started)
 {
-    if (ct_check_result(session->tally, session->comm, result, what) &&
-        ct_check_duration(session->tally, what, ct_now() - started, ZERO_COUNT_LIMIT_SECONDS))
+    if (ct_check_result(session->tally, session->comm, result, label) &&
+        ct_check_duration(session->tally, label, ct_now() - started, ZERO_COUNT_LIMIT_SECONDS))
         session->tally->passed++;
 }
 
@@ -77,13 +77,13 @@ static void run_count_one_after(session_t *session)
 {
     int32_t value = session->tally->rank + 1;
     int32_t expected = session->tally->nranks * (session->tally->nranks + 1) / 2;
-    const char *what = "allreduce sum count=1 after the count=0 calls";
+    const char *label = "allreduce sum count=1 after the count=0 calls";
 
     if (session->tally->broken)
         return;
     weft_result_t result = weft_allreduce(&value, &value, 1, WEFT_INT32, WEFT_SUM, session->comm);
-    if (ct_check_result(session->tally, session->comm, result, what) &&
-        ct_compare_elements(session->tally, what, WEFT_INT32, &value, &expected, 1))
+    if (ct_check_result(session->tally, session->comm, result, label) &&
+        ct_compare_elements(session->tally, label, WEFT_INT32, &value, &expected, 1))
         session->tally->passed++;
 }
 

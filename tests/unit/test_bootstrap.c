@@ -175,7 +175,8 @@ static int body_allgather_barrier(int rank, const job_t *job)
     CHECK(load_rank_env(rank, job) == 0, "parameters");
     weft_result_t rc = wf_bootstrap_from_env(&b, job->timeout_s, err, sizeof(err));
     CHECK(rc == WEFT_SUCCESS, "from_env returned %d: %s", rc, err);
-    CHECK(b->rank == rank && b->nranks == 4, "rank %d nranks %d", b->rank, b->nranks);
+    CHECK(b->rank == rank, "rank %d", b->rank);
+    CHECK(b->nranks == 4, "nranks %d", b->nranks);
     CHECK(strcmp(b->method, "tcp") == 0, "method %s", b->method);
     if (check_small_allgather(b, rank) != 0)
         return 1;
@@ -196,7 +197,7 @@ static int body_allgather_barrier(int rank, const job_t *job)
     rc = b->allgather(b, NULL, NULL, 0);
     CHECK(rc == WEFT_SUCCESS, "empty allgather returned %d: %s", rc, wf_bootstrap_last_error(b));
 
-    /* Rank r enters the barrier r * 150 ms late, so nobody may leave before 450 ms have passed. */
+    /* Rank r enters the barrier r * 150 ms late, so no rank may leave it before 450 ms have passed. */
     wf_sleep_until(-1, rank * 150);
     rc = b->barrier(b);
     int64_t elapsed_ms = wf_now_ms() - job->start_ms;
@@ -230,7 +231,8 @@ static int body_unique_id(int rank, const job_t *job)
     char err[512] = "";
     weft_result_t rc = wf_bootstrap_from_id(&b, job->id, rank, job->nranks, job->timeout_s, err, sizeof(err));
     CHECK(rc == WEFT_SUCCESS, "from_id returned %d: %s", rc, err);
-    CHECK(b->rank == rank && b->nranks == 3, "rank %d nranks %d", b->rank, b->nranks);
+    CHECK(b->rank == rank, "rank %d", b->rank);
+    CHECK(b->nranks == 3, "nranks %d", b->nranks);
     CHECK(strcmp(b->method, "unique-id") == 0, "method %s", b->method);
     if (check_small_allgather(b, rank) != 0)
         return 1;
@@ -423,8 +425,8 @@ static int body_skipped_round(int rank, const job_t *job)
     CHECK(rc == WEFT_ERR_TIMEOUT, "barrier returned %d: %s", rc, wf_bootstrap_last_error(b));
     CHECK(strstr(wf_bootstrap_last_error(b), "rank 2 of 3 did not take part") != NULL, "message: %s",
           wf_bootstrap_last_error(b));
-    CHECK(elapsed_ms >= 1000L * job->timeout_s - 100 && elapsed_ms <= 1000L * job->timeout_s + 2000,
-          "gave up after %lld ms", (long long)elapsed_ms);
+    CHECK(elapsed_ms >= 1000L * job->timeout_s - 100, "gave up after %lld ms", (long long)elapsed_ms);
+    CHECK(elapsed_ms <= 1000L * job->timeout_s + 2000, "gave up after %lld ms", (long long)elapsed_ms);
     b->destroy(b);
     return 0;
 }
@@ -497,8 +499,8 @@ static int connect_root(const job_t *job)
 }
 
 /*
- * Send bytes, then read until the root closes; the reply must be a CHALLENGE and an ERROR frame
- * that contains fragment, and the close must come within 3 s.
+ * Send bytes, then read until the root closes, which must happen within 3 s. The reply must be a
+ * CHALLENGE, then an ERROR frame whose message contains fragment.
  */
 static void expect_rejection(const job_t *job, const void *bytes, size_t size, const char *fragment)
 {

@@ -1,8 +1,8 @@
 /*
- * Reduction plans and kernels: every datatype x op (and both precisions of the 16-bit floats)
- * against a scalar reference written here without the library's helpers, the float16 and bfloat16
- * conversions (exhaustive round trips, rounding against a double-precision reference), and the
- * averages that collective users rely on.
+ * Reduction plans and kernels. Every datatype x op, and both precisions of the 16-bit floats, is
+ * compared with a scalar reference written here without the library's helpers. The float16 and
+ * bfloat16 conversions get exhaustive round trips and rounding checks against double precision,
+ * and the averages that collective users rely on are checked with their exact values.
  *
  * The reference rules mirror the documented semantics: integer SUM and PROD wrap, AVG truncates
  * toward zero, a NaN operand is returned unchanged (of two NaNs, the larger bit pattern), MIN and
@@ -23,8 +23,8 @@
 
 /* ---- Independent reference: 16-bit float formats ---- */
 
-/* Values of the non-negative encodings in bit order; the entry at the infinity encoding is the
- * next power of two, the value a round-up past the largest finite one would reach. */
+/* Values of the non-negative encodings in bit order. The entry at the infinity encoding is the
+ * next power of two, which a round-up past the largest finite value would reach. */
 static double half_values[0x7c01];
 static double bfloat_values[0x7f81];
 
@@ -429,8 +429,8 @@ static uint64_t small_number_bits(weft_datatype_t type, int value)
 }
 
 /*
- * Fills n user elements. role 0 walks the edge list fastest and role 1 slowest, so the first
- * edges^2 elements pair every edge with every edge; later elements alternate random bit patterns
+ * Fills n user elements. Role 0 walks the edge list fastest and role 1 slowest, so the first
+ * edges^2 elements pair every edge with every edge. Later elements alternate random bit patterns
  * and small whole numbers.
  */
 static void fill_user(weft_datatype_t type, unsigned char *buffer, size_t n, int role)

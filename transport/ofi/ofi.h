@@ -83,6 +83,7 @@ struct wf_transport {
     wf_ofi_op_t **op_blocks; /* every block of the pool, freed at destroy */
     size_t op_block_count;
     size_t ops_in_flight;
+    size_t receives_in_flight; /* part of ops_in_flight; pending receives are normal at destroy */
     uint64_t eagain_retries; /* posts repeated after FI_EAGAIN, for tests and diagnostics */
 
     /*

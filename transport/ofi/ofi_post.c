@@ -62,6 +62,8 @@ void wf_ofi_op_release(wf_transport_t *t, wf_ofi_op_t *op)
     op->next_free = t->free_ops;
     t->free_ops = op;
     t->ops_in_flight--;
+    if (op->kind == WF_OFI_OP_RECV)
+        t->receives_in_flight--;
 }
 
 /* "from" for receives, "to" for sends and writes, so messages name the peer's role. */
@@ -181,6 +183,8 @@ static wf_ofi_op_t *start_op(wf_transport_t *t, wf_ofi_op_kind_t kind, int peer,
         return NULL;
     }
     op->kind = kind;
+    if (kind == WF_OFI_OP_RECV)
+        t->receives_in_flight++;
     op->peer = peer;
     op->length = length;
     op->tag = tag;
