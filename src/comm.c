@@ -1,10 +1,10 @@
 /*
  * Communicator creation and destruction.
  *
- * Creation: parameters, bootstrap, topology, transport endpoint, one allgather in which every rank
- * publishes its endpoint address, its settings and whether its own setup worked (so a failure on one
- * rank fails init on every rank instead of leaving the others waiting), then connection, the
- * registration cache, the control page and the ring stream.
+ * Creation runs parameters, bootstrap, topology and the transport endpoint, then one allgather in
+ * which every rank publishes its endpoint address, its settings and whether its own setup worked.
+ * A failure on one rank thus fails init on every rank instead of leaving the others waiting. Then
+ * come connection, the registration cache, the control page and the ring stream.
  */
 #define _GNU_SOURCE
 #include <stdio.h>
@@ -129,7 +129,7 @@ static weft_result_t check_agreement(weft_comm_t comm, const wf_rank_info_t *all
     for (int r = 0; r < comm->nranks; r++) {
         const wf_rank_info_t *info = &all[r];
         if (all[comm->rank].status != WEFT_SUCCESS)
-            return (weft_result_t)all[comm->rank].status; /* last_error already says why */
+            return (weft_result_t)all[comm->rank].status; /* last_error already contains the reason */
         if (info->status != WEFT_SUCCESS) {
             snprintf(comm->last_error, sizeof(comm->last_error),
                      "rank %d failed to set up its endpoint (%s), so the communicator cannot be created; see "

@@ -1,9 +1,9 @@
 /*
  * The communicator: everything one group of ranks shares, and the progress engine that drives it.
  *
- * Collectives are blocking for now: a call posts transport operations and calls wf_comm_progress
+ * Collectives are blocking for now. A call posts transport operations and calls wf_comm_progress
  * until its own operations are done, so nothing of one collective is in flight when the next
- * starts, except the ring stream's credit state, which is designed to persist.
+ * starts. The ring stream's credit state is the exception, and it is designed to persist.
  */
 #ifndef WF_COMM_H
 #define WF_COMM_H

@@ -2,7 +2,7 @@
  * Pipelined ring reduce-scatter over the ring stream.
  *
  * Rank r ends with reduced block r. In ring step s it sends block (r - s - 1) and receives block
- * (r - s - 2), which it adds to its own contribution and forwards in step s + 1; the last step
+ * (r - s - 2), which it adds to its own contribution and forwards in step s + 1. The last step
  * receives block r and writes the finished result into recvbuf. Blocks are cut into chunks of
  * WEFT_CHUNK_SIZE bytes and the loops run chunk-major (all steps of chunk 0, then of chunk 1, ...),
  * so a chunk's forward depends only on the chunk just before it on the same link. With at least
