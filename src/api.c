@@ -7,6 +7,7 @@
  * Every rank computes the same choice from the same arguments and agreed settings.
  */
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "coll/coll.h"
@@ -48,6 +49,19 @@ static algo_t choose(weft_comm_t comm, int coll, size_t block_bytes, size_t tota
     }
     log_choice(comm, coll, algo, total_bytes, reason);
     return algo;
+}
+
+/*
+ * Per-rank block tables of a collective: up to four arrays of nranks sizes in one allocation
+ * (heap, not stack, because a communicator may have up to WF_MAX_RANKS ranks).
+ */
+static size_t *block_tables(weft_comm_t comm, int tables)
+{
+    size_t *memory = malloc((size_t)tables * (unsigned)comm->nranks * sizeof(size_t));
+    if (memory == NULL)
+        wf_comm_fail(comm, WEFT_ERR_NO_MEMORY, "%s on rank %d: out of memory for %d block tables of %d ranks",
+                     comm->coll_name, comm->rank, tables, comm->nranks);
+    return memory;
 }
 
 /* Checks shared by every collective; name is the API function for messages. */
@@ -146,7 +160,10 @@ WEFT_API weft_result_t weft_allreduce(const void *sendbuf, void *recvbuf, size_t
     }
 
     /* Ring: reduce-scatter into this rank's block of recvbuf, then all-gather the blocks in place. */
-    size_t counts[n], offsets[n], block_bytes[n], block_offsets[n];
+    size_t *counts = block_tables(comm, 4);
+    if (counts == NULL)
+        return comm->failure;
+    size_t *offsets = counts + n, *block_bytes = counts + 2 * n, *block_offsets = counts + 3 * n;
     for (int r = 0; r < n; r++) {
         counts[r] = wf_block_count(count, n, r);
         offsets[r] = wf_block_offset(count, n, r);
@@ -156,6 +173,7 @@ WEFT_API weft_result_t weft_allreduce(const void *sendbuf, void *recvbuf, size_t
     result = wf_ring_reduce_scatter(comm, sendbuf, (char *)recvbuf + block_offsets[comm->rank], counts, offsets, &plan);
     if (result == WEFT_SUCCESS)
         result = wf_ring_allgather(comm, recvbuf, bytes, block_bytes, block_offsets);
+    free(counts);
     return result;
 }
 
@@ -183,19 +201,23 @@ WEFT_API weft_result_t weft_allgather(const void *sendbuf, void *recvbuf, size_t
         memcpy(own, sendbuf, block);
         comm->stats.local_copy_bytes += block;
     }
-    size_t bytes[n], offsets[n];
+    algo_t algo = choose(comm, COLL_ALLGATHER, block, total);
+    if (algo == ALGO_LOCAL)
+        return WEFT_SUCCESS;
+    size_t *bytes = block_tables(comm, 2);
+    if (bytes == NULL)
+        return comm->failure;
+    size_t *offsets = bytes + n;
     for (int r = 0; r < n; r++) {
         bytes[r] = block;
         offsets[r] = block * (size_t)r;
     }
-    switch (choose(comm, COLL_ALLGATHER, block, total)) {
-    case ALGO_LOCAL:
-        return WEFT_SUCCESS;
-    case ALGO_DIRECT:
-        return wf_allgather_direct(comm, recvbuf, bytes, offsets);
-    default:
-        return wf_ring_allgather(comm, recvbuf, total, bytes, offsets);
-    }
+    if (algo == ALGO_DIRECT)
+        result = wf_allgather_direct(comm, recvbuf, bytes, offsets);
+    else
+        result = wf_ring_allgather(comm, recvbuf, total, bytes, offsets);
+    free(bytes);
+    return result;
 }
 
 WEFT_API weft_result_t weft_reduce_scatter(const void *sendbuf, void *recvbuf, size_t recvcount,
@@ -223,21 +245,26 @@ WEFT_API weft_result_t weft_reduce_scatter(const void *sendbuf, void *recvbuf, s
         return result;
 
     wf_coll_begin(comm, "reduce_scatter");
-    size_t counts[n], offsets[n];
+    algo_t algo = choose(comm, COLL_REDUCE_SCATTER, block, total);
+    if (algo == ALGO_LOCAL) {
+        if (recvbuf != sendbuf)
+            memcpy(recvbuf, sendbuf, block);
+        return WEFT_SUCCESS;
+    }
+    size_t *counts = block_tables(comm, 2);
+    if (counts == NULL)
+        return comm->failure;
+    size_t *offsets = counts + n;
     for (int r = 0; r < n; r++) {
         counts[r] = recvcount;
         offsets[r] = recvcount * (size_t)r;
     }
-    switch (choose(comm, COLL_REDUCE_SCATTER, block, total)) {
-    case ALGO_LOCAL:
-        if (recvbuf != sendbuf)
-            memcpy(recvbuf, sendbuf, block);
-        return WEFT_SUCCESS;
-    case ALGO_DIRECT:
-        return wf_reduce_scatter_direct(comm, sendbuf, recvbuf, counts, offsets, &plan);
-    default:
-        return wf_ring_reduce_scatter(comm, sendbuf, recvbuf, counts, offsets, &plan);
-    }
+    if (algo == ALGO_DIRECT)
+        result = wf_reduce_scatter_direct(comm, sendbuf, recvbuf, counts, offsets, &plan);
+    else
+        result = wf_ring_reduce_scatter(comm, sendbuf, recvbuf, counts, offsets, &plan);
+    free(counts);
+    return result;
 }
 
 WEFT_API weft_result_t weft_broadcast(void *buf, size_t count, weft_datatype_t datatype, int root, weft_comm_t comm)
