@@ -204,7 +204,7 @@ static char **mpirun_argv(const launch_options_t *options)
     while (environ[environ_length] != NULL)
         environ_length++;
 
-    char **argv = calloc(12 + 2 * environ_length + program_length + 1, sizeof *argv);
+    char **argv = calloc(16 + 2 * environ_length + program_length + 1, sizeof *argv);
     static char count_text[16];
     size_t n = 0;
     if (argv == NULL) {
@@ -220,8 +220,12 @@ static char **mpirun_argv(const launch_options_t *options)
     argv[n++] = count_text;
     if (geteuid() == 0) /* Open MPI refuses to start as root without this */
         argv[n++] = "--allow-run-as-root";
+    /* Open MPI's own daemons talk over loopback too, like every test of this suite. */
+    argv[n++] = "--mca";
+    argv[n++] = "oob_tcp_if_include";
+    argv[n++] = "lo";
     for (size_t e = 0; e < environ_length; e++) {
-        if (strncmp(environ[e], "WEFT_", 5) != 0)
+        if (strncmp(environ[e], "WEFT_", 5) != 0 && strncmp(environ[e], "FI_TCP_IFACE=", 13) != 0)
             continue;
         argv[n++] = "-x";
         argv[n++] = strndup(environ[e], strcspn(environ[e], "="));
@@ -331,6 +335,13 @@ int main(int argc, char **argv)
 
     if (options.provider != NULL)
         setenv("WEFT_OFI_PROVIDER", options.provider, 1);
+    /*
+     * Keep all test traffic on loopback: the tcp provider would otherwise open the first interface
+     * it finds, and the bootstrap would advertise a non-loopback address. A value set by the
+     * caller wins.
+     */
+    setenv("FI_TCP_IFACE", "lo", 0);
+    setenv("WEFT_SOCKET_IFNAME", "lo", 0);
 
     if (options.use_mpirun) {
         /* Leftover WEFT_ROOT variables would win over PMIx in weft_comm_init_env. */
