@@ -29,6 +29,10 @@ extern "C" {
 #define WEFT_API
 #endif
 
+/*
+ * NOTE: WEFT_IN_PROGRESS and WEFT_ERR_ABORTED belong to non-blocking requests and
+ * weft_comm_abort, which this version does not have yet; no call returns them today.
+ */
 typedef enum {
     WEFT_SUCCESS = 0,
     WEFT_IN_PROGRESS,          /* weft_test: the request has not completed yet */
@@ -36,7 +40,7 @@ typedef enum {
     WEFT_ERR_MISMATCH,         /* ranks called collectives that do not match (kind, count, type, op, root) */
     WEFT_ERR_TIMEOUT,          /* a collective or init did not finish within WEFT_TIMEOUT */
     WEFT_ERR_REMOTE,           /* a peer failed, exited or aborted */
-    WEFT_ERR_TRANSPORT,        /* libfabric or verbs reported an error */
+    WEFT_ERR_TRANSPORT,        /* the fabric (libfabric) reported an error */
     WEFT_ERR_NO_MEMORY,
     WEFT_ERR_UNSUPPORTED,      /* valid request this build or fabric cannot serve */
     WEFT_ERR_ABORTED,          /* weft_comm_abort was called on this communicator */

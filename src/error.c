@@ -56,10 +56,13 @@ WEFT_API int weft_comm_size(weft_comm_t comm)
 
 WEFT_API weft_result_t weft_comm_get_stats(weft_comm_t comm, weft_stats_t *stats)
 {
-    if (comm == NULL || stats == NULL) {
-        wf_set_init_error("weft_comm_get_stats: %s is NULL", comm == NULL ? "comm" : "stats");
+    if (comm == NULL) {
+        wf_set_init_error("weft_comm_get_stats: comm is NULL");
         return WEFT_ERR_INVALID_ARGUMENT;
     }
+    if (stats == NULL)
+        return wf_comm_invalid(comm, "weft_comm_get_stats on rank %d: stats is NULL; pass a weft_stats_t to fill",
+                               comm->rank);
     *stats = comm->stats;
     if (comm->mr_cache != NULL) {
         wf_mr_cache_stats_t cache;

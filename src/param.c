@@ -56,9 +56,9 @@ static const wf_param_def_t param_defs[WF_PARAM_COUNT] = {
     [WF_PARAM_ROOT] = {"WEFT_ROOT", WF_PARAM_TYPE_STRING, "", NULL, 0, WF_PARAM_TEXT_MAX, 0,
                        "Sets the host:port of the rendezvous that rank 0 listens on, used together with "
                        "WEFT_RANK and WEFT_SIZE."},
-    [WF_PARAM_RANK] = {"WEFT_RANK", WF_PARAM_TYPE_INT, "-1", NULL, -1, 1 << 24, 0,
+    [WF_PARAM_RANK] = {"WEFT_RANK", WF_PARAM_TYPE_INT, "-1", NULL, -1, (1 << 20) - 1, 0,
                        "Sets the rank of this process for the WEFT_ROOT bootstrap (-1: unset)."},
-    [WF_PARAM_SIZE] = {"WEFT_SIZE", WF_PARAM_TYPE_INT, "-1", NULL, -1, 1 << 24, 0,
+    [WF_PARAM_SIZE] = {"WEFT_SIZE", WF_PARAM_TYPE_INT, "-1", NULL, -1, 1 << 20, 0,
                        "Sets the number of ranks for the WEFT_ROOT bootstrap (-1: unset)."},
     [WF_PARAM_JOB_KEY] = {"WEFT_JOB_KEY", WF_PARAM_TYPE_STRING, "", NULL, 0, WF_PARAM_TEXT_MAX, 1,
                           "Sets the secret that every process of the job presents to the rendezvous."},

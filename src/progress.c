@@ -50,7 +50,8 @@ weft_result_t wf_comm_invalid(weft_comm_t comm, const char *format, ...)
     va_start(args, format);
     vsnprintf(comm->last_error, sizeof(comm->last_error), format, args);
     va_end(args);
-    WF_WARN(WF_SUB_COLL, "%s", comm->last_error);
+    /* The caller gets this result and message directly, and the communicator stays usable. */
+    WF_INFO(WF_SUB_COLL, "%s", comm->last_error);
     return WEFT_ERR_INVALID_ARGUMENT;
 }
 
@@ -134,6 +135,11 @@ weft_result_t wf_comm_wait_xfer(weft_comm_t comm, wf_xfer_t *xfer, int peer, con
         if (result != WEFT_SUCCESS)
             return result;
     }
+    if (xfer->status == -EMSGSIZE)
+        return wf_comm_fail(comm, WEFT_ERR_TRANSPORT,
+                            "%s on rank %d: rank %d sent more data than this rank expects (%s); the ranks "
+                            "probably passed different counts or datatypes to this collective",
+                            comm->coll_name, comm->rank, peer, comm->ops->error_string(comm->transport));
     if (xfer->status != 0)
         return wf_comm_fail(comm, WEFT_ERR_TRANSPORT, "%s on rank %d: %s with rank %d failed: %s",
                             comm->coll_name, comm->rank, what, peer,

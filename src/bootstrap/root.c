@@ -135,7 +135,7 @@ void wf_root_abort(wf_root_t *root, weft_result_t code, const char *format, ...)
     va_start(args, format);
     vsnprintf(message, sizeof(message), format, args);
     va_end(args);
-    WF_WARN(WF_SUB_BOOT, "rendezvous root: %s", message);
+    WF_WARN(WF_SUB_BOOT, "%s", message);
 
     if (root->extra_fd >= 0) {
         wf_root_send_error(root->extra_fd, code, message);

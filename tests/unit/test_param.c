@@ -162,7 +162,7 @@ static void test_size_suffixes(void **state)
     expect_number(WF_PARAM_TIMEOUT, "86400", 86400);
     expect_number(WF_PARAM_TIMEOUT, "1", 1);
     expect_number(WF_PARAM_RANK, "-1", -1);
-    expect_number(WF_PARAM_SIZE, "16777216", 16777216);
+    expect_number(WF_PARAM_SIZE, "1048576", 1048576);
     expect_number(WF_PARAM_MR_CACHE_SIZE, "1000000", 1000000);
 }
 
@@ -201,8 +201,8 @@ static void test_out_of_range_rejected(void **state)
     expect_rejected(WF_PARAM_EAGER_LIMIT, "1025K", "out of range", NULL);
     expect_rejected(WF_PARAM_TIMEOUT, "0", "WEFT_TIMEOUT=0 is out of range", "between 1 and 86400");
     expect_rejected(WF_PARAM_TIMEOUT, "86401", "out of range", NULL);
-    expect_rejected(WF_PARAM_RANK, "-2", "out of range", "between -1 and 16777216");
-    expect_rejected(WF_PARAM_SIZE, "16777217", "out of range", NULL);
+    expect_rejected(WF_PARAM_RANK, "-2", "out of range", "between -1 and 1048575");
+    expect_rejected(WF_PARAM_SIZE, "1048577", "out of range", NULL);
     expect_rejected(WF_PARAM_MR_CACHE_SIZE, "0", "out of range", "between 1 and 1000000");
 }
 
