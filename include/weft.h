@@ -152,6 +152,32 @@ WEFT_API weft_result_t weft_reduce_scatter(const void *sendbuf, void *recvbuf, s
 WEFT_API weft_result_t weft_broadcast(void *buf, size_t count, weft_datatype_t datatype, int root,
                                       weft_comm_t comm);
 
+/*
+ * Reduce count elements over all ranks into recvbuf of rank root. recvbuf is only used on the root
+ * and may be NULL elsewhere. In place on the root when sendbuf == recvbuf.
+ */
+WEFT_API weft_result_t weft_reduce(const void *sendbuf, void *recvbuf, size_t count, weft_datatype_t datatype,
+                                   weft_op_t op, int root, weft_comm_t comm);
+
+/*
+ * Uneven all-gather: rank r contributes recvcounts[r] elements, which land at recvbuf + displs[r]
+ * (both in elements) on every rank. sendcount must equal recvcounts[rank]. Counts may be zero,
+ * displacements may leave gaps and need not increase with the rank, but the ranges of two ranks
+ * must not overlap. Every rank passes the same recvcounts and displs. In place when
+ * sendbuf == recvbuf + displs[rank].
+ */
+WEFT_API weft_result_t weft_allgatherv(const void *sendbuf, size_t sendcount, void *recvbuf, const size_t *recvcounts,
+                                       const size_t *displs, weft_datatype_t datatype, weft_comm_t comm);
+
+/*
+ * Uneven reduce-scatter: sendbuf holds recvcounts[0] + ... + recvcounts[nranks-1] elements, block
+ * after block in rank order, and rank r receives reduced block r (recvcounts[r] elements). Every
+ * rank passes the same recvcounts. In place when recvbuf == sendbuf + (recvcounts[0] + ... +
+ * recvcounts[rank-1]).
+ */
+WEFT_API weft_result_t weft_reduce_scatterv(const void *sendbuf, void *recvbuf, const size_t *recvcounts,
+                                            weft_datatype_t datatype, weft_op_t op, weft_comm_t comm);
+
 /* Return on every rank only after every rank has entered the barrier. */
 WEFT_API weft_result_t weft_barrier(weft_comm_t comm);
 

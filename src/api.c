@@ -10,19 +10,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "coll/coll.h"
+#include "api.h"
 #include "log.h"
-#include "reduce.h"
 
-#define WF_DIRECT_MAX_RANKS 64
 
-typedef enum { ALGO_LOCAL, ALGO_DIRECT, ALGO_RING, ALGO_CHAIN, ALGO_DISSEMINATION, ALGO_COUNT } algo_t;
 static const char *const algo_names[ALGO_COUNT] = {"local", "direct", "ring", "chain", "dissemination"};
 
-enum { COLL_ALLREDUCE, COLL_ALLGATHER, COLL_REDUCE_SCATTER, COLL_BROADCAST, COLL_BARRIER };
-
 /* Log each (collective, algorithm) pair once per communicator at INFO under TUNE. */
-static void log_choice(weft_comm_t comm, int coll, algo_t algo, size_t bytes, const char *reason)
+static void log_choice(weft_comm_t comm, int coll, wf_algo_t algo, size_t bytes, const char *reason)
 {
     unsigned bit = 1u << (coll * ALGO_COUNT + (int)algo);
     if (comm->tune_logged & bit)
@@ -32,9 +27,9 @@ static void log_choice(weft_comm_t comm, int coll, algo_t algo, size_t bytes, co
             algo_names[algo], reason);
 }
 
-static algo_t choose(weft_comm_t comm, int coll, size_t block_bytes, size_t total_bytes)
+wf_algo_t wf_choose_algorithm(weft_comm_t comm, int coll, size_t block_bytes, size_t total_bytes)
 {
-    algo_t algo;
+    wf_algo_t algo;
     const char *reason;
     if (comm->nranks == 1) {
         algo = ALGO_LOCAL, reason = "single rank";
@@ -55,7 +50,7 @@ static algo_t choose(weft_comm_t comm, int coll, size_t block_bytes, size_t tota
  * Per-rank block tables of a collective: up to four arrays of nranks sizes in one allocation
  * (heap, not stack, because a communicator may have up to WF_MAX_RANKS ranks).
  */
-static size_t *block_tables(weft_comm_t comm, int tables)
+size_t *wf_block_tables(weft_comm_t comm, int tables)
 {
     size_t *memory = malloc((size_t)tables * (unsigned)comm->nranks * sizeof(size_t));
     if (memory == NULL)
@@ -65,7 +60,7 @@ static size_t *block_tables(weft_comm_t comm, int tables)
 }
 
 /* Checks shared by every collective; name is the API function for messages. */
-static weft_result_t check_comm(weft_comm_t comm, const char *name)
+weft_result_t wf_check_comm(weft_comm_t comm, const char *name)
 {
     if (comm == NULL) {
         wf_set_init_error("%s: comm is NULL; create one with weft_comm_init_env or weft_comm_init_rank", name);
@@ -76,7 +71,7 @@ static weft_result_t check_comm(weft_comm_t comm, const char *name)
     return WEFT_SUCCESS;
 }
 
-static weft_result_t check_type(weft_comm_t comm, const char *name, weft_datatype_t type, size_t count,
+weft_result_t wf_check_type(weft_comm_t comm, const char *name, weft_datatype_t type, size_t count,
                                 size_t multiple)
 {
     size_t size = wf_datatype_size(type);
@@ -89,7 +84,7 @@ static weft_result_t check_type(weft_comm_t comm, const char *name, weft_datatyp
     return WEFT_SUCCESS;
 }
 
-static weft_result_t check_op(weft_comm_t comm, const char *name, weft_op_t op)
+weft_result_t wf_check_op(weft_comm_t comm, const char *name, weft_op_t op)
 {
     if ((int)op < 0 || (int)op >= WF_OP_COUNT)
         return wf_comm_invalid(comm, "%s on rank %d: op %d is not a weft_op_t value; use WEFT_SUM, WEFT_PROD, WEFT_MIN, "
@@ -97,7 +92,7 @@ static weft_result_t check_op(weft_comm_t comm, const char *name, weft_op_t op)
     return WEFT_SUCCESS;
 }
 
-static weft_result_t check_buffer(weft_comm_t comm, const char *name, const char *which, const void *buf)
+weft_result_t wf_check_buffer(weft_comm_t comm, const char *name, const char *which, const void *buf)
 {
     if (buf == NULL)
         return wf_comm_invalid(comm, "%s on rank %d: %s is NULL with a non-zero count", name, comm->rank, which);
@@ -105,7 +100,7 @@ static weft_result_t check_buffer(weft_comm_t comm, const char *name, const char
 }
 
 /* Out-of-place buffers must not overlap: the algorithms read one while they write the other. */
-static weft_result_t check_overlap(weft_comm_t comm, const char *name, const void *a, size_t a_bytes, const void *b,
+weft_result_t wf_check_overlap(weft_comm_t comm, const char *name, const void *a, size_t a_bytes, const void *b,
                                    size_t b_bytes, const char *in_place_rule)
 {
     uintptr_t a0 = (uintptr_t)a, b0 = (uintptr_t)b;
@@ -115,7 +110,7 @@ static weft_result_t check_overlap(weft_comm_t comm, const char *name, const voi
     return WEFT_SUCCESS;
 }
 
-static weft_result_t plan_for(weft_comm_t comm, const char *name, weft_datatype_t type, weft_op_t op,
+weft_result_t wf_plan_for(weft_comm_t comm, const char *name, weft_datatype_t type, weft_op_t op,
                               wf_reduce_plan_t *plan)
 {
     if (wf_reduce_plan(plan, type, op, comm->native_precision) != 0)
@@ -128,27 +123,27 @@ WEFT_API weft_result_t weft_allreduce(const void *sendbuf, void *recvbuf, size_t
                                       weft_op_t op, weft_comm_t comm)
 {
     const char *name = "weft_allreduce";
-    weft_result_t result = check_comm(comm, name);
+    weft_result_t result = wf_check_comm(comm, name);
     if (result == WEFT_SUCCESS)
-        result = check_type(comm, name, datatype, count, 1);
+        result = wf_check_type(comm, name, datatype, count, 1);
     if (result == WEFT_SUCCESS)
-        result = check_op(comm, name, op);
+        result = wf_check_op(comm, name, op);
     if (result != WEFT_SUCCESS || count == 0)
         return result;
     size_t size = wf_datatype_size(datatype), bytes = count * size;
-    if ((result = check_buffer(comm, name, "sendbuf", sendbuf)) != WEFT_SUCCESS ||
-        (result = check_buffer(comm, name, "recvbuf", recvbuf)) != WEFT_SUCCESS)
+    if ((result = wf_check_buffer(comm, name, "sendbuf", sendbuf)) != WEFT_SUCCESS ||
+        (result = wf_check_buffer(comm, name, "recvbuf", recvbuf)) != WEFT_SUCCESS)
         return result;
     if (sendbuf != recvbuf &&
-        (result = check_overlap(comm, name, sendbuf, bytes, recvbuf, bytes, "sendbuf == recvbuf")) != WEFT_SUCCESS)
+        (result = wf_check_overlap(comm, name, sendbuf, bytes, recvbuf, bytes, "sendbuf == recvbuf")) != WEFT_SUCCESS)
         return result;
     wf_reduce_plan_t plan;
-    if ((result = plan_for(comm, name, datatype, op, &plan)) != WEFT_SUCCESS)
+    if ((result = wf_plan_for(comm, name, datatype, op, &plan)) != WEFT_SUCCESS)
         return result;
 
     wf_coll_begin(comm, "allreduce");
     int n = comm->nranks;
-    switch (choose(comm, COLL_ALLREDUCE, bytes, bytes)) {
+    switch (wf_choose_algorithm(comm, COLL_ALLREDUCE, bytes, bytes)) {
     case ALGO_LOCAL:
         if (sendbuf != recvbuf)
             memcpy(recvbuf, sendbuf, bytes); /* one rank: every op is the identity */
@@ -160,7 +155,7 @@ WEFT_API weft_result_t weft_allreduce(const void *sendbuf, void *recvbuf, size_t
     }
 
     /* Ring: reduce-scatter into this rank's block of recvbuf, then all-gather the blocks in place. */
-    size_t *counts = block_tables(comm, 4);
+    size_t *counts = wf_block_tables(comm, 4);
     if (counts == NULL)
         return comm->failure;
     size_t *offsets = counts + n, *block_bytes = counts + 2 * n, *block_offsets = counts + 3 * n;
@@ -181,18 +176,18 @@ WEFT_API weft_result_t weft_allgather(const void *sendbuf, void *recvbuf, size_t
                                       weft_comm_t comm)
 {
     const char *name = "weft_allgather";
-    weft_result_t result = check_comm(comm, name);
+    weft_result_t result = wf_check_comm(comm, name);
     if (result == WEFT_SUCCESS)
-        result = check_type(comm, name, datatype, sendcount, (size_t)comm->nranks);
+        result = wf_check_type(comm, name, datatype, sendcount, (size_t)comm->nranks);
     if (result != WEFT_SUCCESS || sendcount == 0)
         return result;
     int n = comm->nranks;
     size_t block = sendcount * wf_datatype_size(datatype), total = block * (size_t)n;
     char *own = (char *)recvbuf + block * (size_t)comm->rank;
-    if ((result = check_buffer(comm, name, "sendbuf", sendbuf)) != WEFT_SUCCESS ||
-        (result = check_buffer(comm, name, "recvbuf", recvbuf)) != WEFT_SUCCESS)
+    if ((result = wf_check_buffer(comm, name, "sendbuf", sendbuf)) != WEFT_SUCCESS ||
+        (result = wf_check_buffer(comm, name, "recvbuf", recvbuf)) != WEFT_SUCCESS)
         return result;
-    if (sendbuf != own && (result = check_overlap(comm, name, sendbuf, block, recvbuf, total,
+    if (sendbuf != own && (result = wf_check_overlap(comm, name, sendbuf, block, recvbuf, total,
                                                   "sendbuf == recvbuf + rank*sendcount")) != WEFT_SUCCESS)
         return result;
 
@@ -201,10 +196,10 @@ WEFT_API weft_result_t weft_allgather(const void *sendbuf, void *recvbuf, size_t
         memcpy(own, sendbuf, block);
         comm->stats.local_copy_bytes += block;
     }
-    algo_t algo = choose(comm, COLL_ALLGATHER, block, total);
+    wf_algo_t algo = wf_choose_algorithm(comm, COLL_ALLGATHER, block, total);
     if (algo == ALGO_LOCAL)
         return WEFT_SUCCESS;
-    size_t *bytes = block_tables(comm, 2);
+    size_t *bytes = wf_block_tables(comm, 2);
     if (bytes == NULL)
         return comm->failure;
     size_t *offsets = bytes + n;
@@ -224,34 +219,34 @@ WEFT_API weft_result_t weft_reduce_scatter(const void *sendbuf, void *recvbuf, s
                                            weft_datatype_t datatype, weft_op_t op, weft_comm_t comm)
 {
     const char *name = "weft_reduce_scatter";
-    weft_result_t result = check_comm(comm, name);
+    weft_result_t result = wf_check_comm(comm, name);
     if (result == WEFT_SUCCESS)
-        result = check_type(comm, name, datatype, recvcount, (size_t)comm->nranks);
+        result = wf_check_type(comm, name, datatype, recvcount, (size_t)comm->nranks);
     if (result == WEFT_SUCCESS)
-        result = check_op(comm, name, op);
+        result = wf_check_op(comm, name, op);
     if (result != WEFT_SUCCESS || recvcount == 0)
         return result;
     int n = comm->nranks;
     size_t size = wf_datatype_size(datatype), block = recvcount * size, total = block * (size_t)n;
     const char *in_place = (const char *)sendbuf + block * (size_t)comm->rank;
-    if ((result = check_buffer(comm, name, "sendbuf", sendbuf)) != WEFT_SUCCESS ||
-        (result = check_buffer(comm, name, "recvbuf", recvbuf)) != WEFT_SUCCESS)
+    if ((result = wf_check_buffer(comm, name, "sendbuf", sendbuf)) != WEFT_SUCCESS ||
+        (result = wf_check_buffer(comm, name, "recvbuf", recvbuf)) != WEFT_SUCCESS)
         return result;
-    if (recvbuf != in_place && (result = check_overlap(comm, name, sendbuf, total, recvbuf, block,
+    if (recvbuf != in_place && (result = wf_check_overlap(comm, name, sendbuf, total, recvbuf, block,
                                                        "recvbuf == sendbuf + rank*recvcount")) != WEFT_SUCCESS)
         return result;
     wf_reduce_plan_t plan;
-    if ((result = plan_for(comm, name, datatype, op, &plan)) != WEFT_SUCCESS)
+    if ((result = wf_plan_for(comm, name, datatype, op, &plan)) != WEFT_SUCCESS)
         return result;
 
     wf_coll_begin(comm, "reduce_scatter");
-    algo_t algo = choose(comm, COLL_REDUCE_SCATTER, block, total);
+    wf_algo_t algo = wf_choose_algorithm(comm, COLL_REDUCE_SCATTER, block, total);
     if (algo == ALGO_LOCAL) {
         if (recvbuf != sendbuf)
             memcpy(recvbuf, sendbuf, block);
         return WEFT_SUCCESS;
     }
-    size_t *counts = block_tables(comm, 2);
+    size_t *counts = wf_block_tables(comm, 2);
     if (counts == NULL)
         return comm->failure;
     size_t *offsets = counts + n;
@@ -270,20 +265,20 @@ WEFT_API weft_result_t weft_reduce_scatter(const void *sendbuf, void *recvbuf, s
 WEFT_API weft_result_t weft_broadcast(void *buf, size_t count, weft_datatype_t datatype, int root, weft_comm_t comm)
 {
     const char *name = "weft_broadcast";
-    weft_result_t result = check_comm(comm, name);
+    weft_result_t result = wf_check_comm(comm, name);
     if (result == WEFT_SUCCESS)
-        result = check_type(comm, name, datatype, count, 1);
+        result = wf_check_type(comm, name, datatype, count, 1);
     if (result == WEFT_SUCCESS && (root < 0 || root >= comm->nranks))
         result = wf_comm_invalid(comm, "%s on rank %d: root %d is outside 0..%d", name, comm->rank, root,
                                  comm->nranks - 1);
     if (result != WEFT_SUCCESS || count == 0)
         return result;
-    if ((result = check_buffer(comm, name, "buf", buf)) != WEFT_SUCCESS)
+    if ((result = wf_check_buffer(comm, name, "buf", buf)) != WEFT_SUCCESS)
         return result;
 
     size_t bytes = count * wf_datatype_size(datatype);
     wf_coll_begin(comm, "broadcast");
-    switch (choose(comm, COLL_BROADCAST, bytes, bytes)) {
+    switch (wf_choose_algorithm(comm, COLL_BROADCAST, bytes, bytes)) {
     case ALGO_LOCAL:
         return WEFT_SUCCESS;
     case ALGO_DIRECT:
@@ -295,11 +290,11 @@ WEFT_API weft_result_t weft_broadcast(void *buf, size_t count, weft_datatype_t d
 
 WEFT_API weft_result_t weft_barrier(weft_comm_t comm)
 {
-    weft_result_t result = check_comm(comm, "weft_barrier");
+    weft_result_t result = wf_check_comm(comm, "weft_barrier");
     if (result != WEFT_SUCCESS)
         return result;
     wf_coll_begin(comm, "barrier");
-    if (choose(comm, COLL_BARRIER, 0, 0) == ALGO_LOCAL)
+    if (wf_choose_algorithm(comm, COLL_BARRIER, 0, 0) == ALGO_LOCAL)
         return WEFT_SUCCESS;
     return wf_dissemination_barrier(comm);
 }

@@ -78,6 +78,9 @@ weft_result_t wf_reduce_scatter_direct(weft_comm_t comm, const void *sendbuf, vo
                                        const size_t *counts, const size_t *offsets, const wf_reduce_plan_t *plan);
 weft_result_t wf_allgather_direct(weft_comm_t comm, void *recvbuf, const size_t *bytes, const size_t *offsets);
 weft_result_t wf_broadcast_direct(weft_comm_t comm, void *buf, size_t bytes, int root);
+/* Non-roots send their vector to the root, which reduces in rank order into recvbuf. */
+weft_result_t wf_reduce_direct(weft_comm_t comm, const void *sendbuf, void *recvbuf, size_t count,
+                               const wf_reduce_plan_t *plan, int root);
 
 /*
  * Ring algorithms for large messages. Blocks are given per rank in elements (reduce-scatter) or
@@ -88,6 +91,9 @@ weft_result_t wf_ring_allgather(weft_comm_t comm, void *recvbuf, size_t total_by
                                 const size_t *offsets);
 weft_result_t wf_ring_reduce_scatter(weft_comm_t comm, const void *sendbuf, void *recvbuf, const size_t *counts,
                                      const size_t *offsets, const wf_reduce_plan_t *plan);
+/* Ring reduce-scatter, then every rank sends its reduced block (counts/offsets in elements) to root. */
+weft_result_t wf_ring_reduce(weft_comm_t comm, const void *sendbuf, void *recvbuf, const size_t *counts,
+                             const size_t *offsets, const wf_reduce_plan_t *plan, int root);
 weft_result_t wf_chain_broadcast(weft_comm_t comm, void *buf, size_t bytes, int root);
 weft_result_t wf_dissemination_barrier(weft_comm_t comm);
 

@@ -189,3 +189,41 @@ weft_result_t wf_broadcast_direct(weft_comm_t comm, void *buf, size_t bytes, int
     wf_mr_put(comm, &ref);
     return result;
 }
+
+weft_result_t wf_reduce_direct(weft_comm_t comm, const void *sendbuf, void *recvbuf, size_t count,
+                               const wf_reduce_plan_t *plan, int root)
+{
+    size_t bytes = count * plan->user_size;
+    size_t stride = (bytes + 63) & ~(size_t)63;
+    void *area, *area_desc, *send_desc;
+    wf_mr_ref_t send_ref = {0};
+    weft_result_t result = WEFT_SUCCESS;
+
+    if (comm->rank != root) {
+        wf_xfer_t send;
+        result = wf_eager_desc(comm, sendbuf, bytes, &send_ref, &send_desc);
+        if (result == WEFT_SUCCESS)
+            result = wf_post_send(comm, root, wf_tag(comm->seq, WF_TAG_DATA, 0, comm->rank), sendbuf, bytes,
+                                  send_desc, &send);
+        if (result == WEFT_SUCCESS)
+            result = wf_comm_wait_xfer(comm, &send, root, "sending to the reduce root");
+        wf_mr_put(comm, &send_ref);
+        return result;
+    }
+
+    /* The root gathers every vector and reduces in rank order, like the direct all-reduce. */
+    wf_xfer_t *recvs = calloc((unsigned)comm->nranks, sizeof(*recvs));
+    if (recvs == NULL)
+        return wf_comm_fail(comm, WEFT_ERR_NO_MEMORY, "reduce on rank %d: out of memory", comm->rank);
+    result = wf_eager_buffer(comm, stride * (size_t)comm->nranks + count * plan->partial_size, &area, &area_desc);
+    for (int peer = 0; peer < comm->nranks && result == WEFT_SUCCESS; peer++)
+        if (peer != root)
+            result = wf_post_recv(comm, peer, wf_tag(comm->seq, WF_TAG_DATA, 0, peer), (char *)area + (size_t)peer * stride,
+                                  bytes, area_desc, &recvs[peer]);
+    result = finish_exchange(comm, NULL, recvs, result);
+    if (result == WEFT_SUCCESS)
+        reduce_in_rank_order(comm, plan, sendbuf, area, stride, (char *)area + stride * (size_t)comm->nranks,
+                             recvbuf, count);
+    free(recvs);
+    return result;
+}

@@ -1,0 +1,33 @@
+/*
+ * Shared pieces of the public entry points (src/api.c and src/api_uneven.c): argument checks that
+ * record a message on the communicator, and the algorithm choice.
+ */
+#ifndef WF_API_H
+#define WF_API_H
+
+#include "coll/coll.h"
+#include "reduce.h"
+
+#define WF_DIRECT_MAX_RANKS 64 /* the direct algorithms send O(n) messages per rank */
+
+typedef enum { ALGO_LOCAL, ALGO_DIRECT, ALGO_RING, ALGO_CHAIN, ALGO_DISSEMINATION, ALGO_COUNT } wf_algo_t;
+
+enum { COLL_ALLREDUCE, COLL_ALLGATHER, COLL_REDUCE_SCATTER, COLL_BROADCAST, COLL_BARRIER, COLL_REDUCE };
+
+/* Pick the algorithm for a block size (the largest per-rank block) and log the first use of each. */
+wf_algo_t wf_choose_algorithm(weft_comm_t comm, int coll, size_t block_bytes, size_t total_bytes);
+
+/* Each check returns WEFT_SUCCESS or records a message naming `name` and the value on comm. */
+weft_result_t wf_check_comm(weft_comm_t comm, const char *name);
+weft_result_t wf_check_type(weft_comm_t comm, const char *name, weft_datatype_t type, size_t count, size_t multiple);
+weft_result_t wf_check_op(weft_comm_t comm, const char *name, weft_op_t op);
+weft_result_t wf_check_buffer(weft_comm_t comm, const char *name, const char *which, const void *buf);
+weft_result_t wf_check_overlap(weft_comm_t comm, const char *name, const void *a, size_t a_bytes, const void *b,
+                               size_t b_bytes, const char *in_place_rule);
+weft_result_t wf_plan_for(weft_comm_t comm, const char *name, weft_datatype_t type, weft_op_t op,
+                          wf_reduce_plan_t *plan);
+
+/* tables arrays of nranks size_t in one heap block, or NULL after recording WEFT_ERR_NO_MEMORY. */
+size_t *wf_block_tables(weft_comm_t comm, int tables);
+
+#endif /* WF_API_H */

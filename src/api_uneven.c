@@ -1,0 +1,233 @@
+/*
+ * Public entry points of the rooted reduce and the uneven collectives (all-gather-v and
+ * reduce-scatter-v). They reuse the algorithms of the even forms, which already take one count and
+ * one offset per rank.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api.h"
+
+/* Order ranks by displacement, for the overlap check of all-gather-v. */
+static const size_t *sort_displs;
+static int compare_by_displacement(const void *a, const void *b)
+{
+    size_t x = sort_displs[*(const int *)a], y = sort_displs[*(const int *)b];
+    return x < y ? -1 : x > y;
+}
+
+/*
+ * Check recvcounts and displs of all-gather-v: no element count overflows, no two non-empty ranges
+ * overlap. Sets *total to the end of the furthest range, in elements.
+ */
+static weft_result_t check_layout(weft_comm_t comm, const char *name, const size_t *counts, const size_t *displs,
+                                  size_t size, size_t *total)
+{
+    int n = comm->nranks;
+    *total = 0;
+    for (int r = 0; r < n; r++) {
+        if (displs[r] > SIZE_MAX / size || counts[r] > SIZE_MAX / size - displs[r])
+            return wf_comm_invalid(comm, "%s on rank %d: recvcounts[%d] = %zu at displs[%d] = %zu overflows the "
+                                   "address space", name, comm->rank, r, counts[r], r, displs[r]);
+        if (counts[r] > 0 && displs[r] + counts[r] > *total)
+            *total = displs[r] + counts[r];
+    }
+
+    int *order = malloc((unsigned)n * sizeof(int));
+    if (order == NULL)
+        return wf_comm_fail(comm, WEFT_ERR_NO_MEMORY, "%s on rank %d: out of memory", name, comm->rank);
+    for (int r = 0; r < n; r++)
+        order[r] = r;
+    sort_displs = displs; /* NOTE: qsort has no context argument; one thread per communicator, but two
+                             communicators checked at once from two threads would race here. */
+    qsort(order, (size_t)n, sizeof(int), compare_by_displacement);
+    weft_result_t result = WEFT_SUCCESS;
+    int previous = -1;
+    for (int i = 0; i < n && result == WEFT_SUCCESS; i++) {
+        int r = order[i];
+        if (counts[r] == 0)
+            continue;
+        if (previous >= 0 && displs[previous] + counts[previous] > displs[r])
+            result = wf_comm_invalid(comm, "%s on rank %d: the ranges of rank %d (displs %zu, count %zu) and rank %d "
+                                     "(displs %zu, count %zu) overlap; give every rank its own part of recvbuf",
+                                     name, comm->rank, previous, displs[previous], counts[previous], r, displs[r],
+                                     counts[r]);
+        previous = r;
+    }
+    free(order);
+    return result;
+}
+
+WEFT_API weft_result_t weft_allgatherv(const void *sendbuf, size_t sendcount, void *recvbuf, const size_t *recvcounts,
+                                       const size_t *displs, weft_datatype_t datatype, weft_comm_t comm)
+{
+    const char *name = "weft_allgatherv";
+    weft_result_t result = wf_check_comm(comm, name);
+    if (result == WEFT_SUCCESS)
+        result = wf_check_type(comm, name, datatype, sendcount, 1);
+    if (result != WEFT_SUCCESS)
+        return result;
+    if (recvcounts == NULL || displs == NULL)
+        return wf_comm_invalid(comm, "%s on rank %d: %s is NULL; pass one entry per rank", name, comm->rank,
+                               recvcounts == NULL ? "recvcounts" : "displs");
+    if (sendcount != recvcounts[comm->rank])
+        return wf_comm_invalid(comm, "%s on rank %d: sendcount %zu differs from recvcounts[%d] = %zu; they must be "
+                               "equal", name, comm->rank, sendcount, comm->rank, recvcounts[comm->rank]);
+    size_t size = wf_datatype_size(datatype), total;
+    if ((result = check_layout(comm, name, recvcounts, displs, size, &total)) != WEFT_SUCCESS || total == 0)
+        return result;
+    char *own = (char *)recvbuf + displs[comm->rank] * size;
+    size_t own_bytes = sendcount * size;
+    if ((result = wf_check_buffer(comm, name, "recvbuf", recvbuf)) != WEFT_SUCCESS)
+        return result;
+    if (own_bytes > 0 && (result = wf_check_buffer(comm, name, "sendbuf", sendbuf)) != WEFT_SUCCESS)
+        return result;
+    if (own_bytes > 0 && sendbuf != own &&
+        (result = wf_check_overlap(comm, name, sendbuf, own_bytes, recvbuf, total * size,
+                                   "sendbuf == recvbuf + displs[rank]")) != WEFT_SUCCESS)
+        return result;
+
+    wf_coll_begin(comm, "allgatherv");
+    if (own_bytes > 0 && sendbuf != own) {
+        memcpy(own, sendbuf, own_bytes);
+        comm->stats.local_copy_bytes += own_bytes;
+    }
+    size_t *bytes = wf_block_tables(comm, 2), largest = 0;
+    if (bytes == NULL)
+        return comm->failure;
+    size_t *offsets = bytes + comm->nranks;
+    for (int r = 0; r < comm->nranks; r++) {
+        bytes[r] = recvcounts[r] * size;
+        offsets[r] = displs[r] * size;
+        largest = bytes[r] > largest ? bytes[r] : largest;
+    }
+    switch (wf_choose_algorithm(comm, COLL_ALLGATHER, largest, total * size)) {
+    case ALGO_LOCAL:
+        break;
+    case ALGO_DIRECT:
+        result = wf_allgather_direct(comm, recvbuf, bytes, offsets);
+        break;
+    default:
+        result = wf_ring_allgather(comm, recvbuf, total * size, bytes, offsets);
+        break;
+    }
+    free(bytes);
+    return result;
+}
+
+WEFT_API weft_result_t weft_reduce_scatterv(const void *sendbuf, void *recvbuf, const size_t *recvcounts,
+                                            weft_datatype_t datatype, weft_op_t op, weft_comm_t comm)
+{
+    const char *name = "weft_reduce_scatterv";
+    weft_result_t result = wf_check_comm(comm, name);
+    if (result == WEFT_SUCCESS)
+        result = wf_check_type(comm, name, datatype, 0, 1);
+    if (result == WEFT_SUCCESS)
+        result = wf_check_op(comm, name, op);
+    if (result == WEFT_SUCCESS && recvcounts == NULL)
+        result = wf_comm_invalid(comm, "%s on rank %d: recvcounts is NULL; pass one entry per rank", name, comm->rank);
+    if (result != WEFT_SUCCESS)
+        return result;
+
+    int n = comm->nranks;
+    size_t size = wf_datatype_size(datatype);
+    size_t *counts = wf_block_tables(comm, 2);
+    if (counts == NULL)
+        return comm->failure;
+    size_t *offsets = counts + n, total = 0, largest = 0;
+    for (int r = 0; r < n && result == WEFT_SUCCESS; r++) {
+        if (recvcounts[r] > SIZE_MAX / size - total)
+            result = wf_comm_invalid(comm, "%s on rank %d: the sum of recvcounts overflows at recvcounts[%d] = %zu",
+                                     name, comm->rank, r, recvcounts[r]);
+        counts[r] = recvcounts[r];
+        offsets[r] = total;
+        total += recvcounts[r];
+        largest = recvcounts[r] * size > largest ? recvcounts[r] * size : largest;
+    }
+    size_t own_bytes = result == WEFT_SUCCESS ? counts[comm->rank] * size : 0;
+    if (result == WEFT_SUCCESS && total > 0)
+        result = wf_check_buffer(comm, name, "sendbuf", sendbuf);
+    if (result == WEFT_SUCCESS && own_bytes > 0)
+        result = wf_check_buffer(comm, name, "recvbuf", recvbuf);
+    const char *in_place = result == WEFT_SUCCESS && total > 0 ? (const char *)sendbuf + offsets[comm->rank] * size : NULL;
+    if (result == WEFT_SUCCESS && own_bytes > 0 && recvbuf != in_place)
+        result = wf_check_overlap(comm, name, sendbuf, total * size, recvbuf, own_bytes,
+                                  "recvbuf == sendbuf + (recvcounts[0] + ... + recvcounts[rank-1])");
+    wf_reduce_plan_t plan;
+    if (result == WEFT_SUCCESS)
+        result = wf_plan_for(comm, name, datatype, op, &plan);
+    if (result != WEFT_SUCCESS || total == 0) {
+        free(counts);
+        return result;
+    }
+
+    wf_coll_begin(comm, "reduce_scatterv");
+    switch (wf_choose_algorithm(comm, COLL_REDUCE_SCATTER, largest, total * size)) {
+    case ALGO_LOCAL:
+        if (recvbuf != sendbuf)
+            memcpy(recvbuf, sendbuf, own_bytes);
+        break;
+    case ALGO_DIRECT:
+        result = wf_reduce_scatter_direct(comm, sendbuf, recvbuf, counts, offsets, &plan);
+        break;
+    default:
+        result = wf_ring_reduce_scatter(comm, sendbuf, recvbuf, counts, offsets, &plan);
+        break;
+    }
+    free(counts);
+    return result;
+}
+
+WEFT_API weft_result_t weft_reduce(const void *sendbuf, void *recvbuf, size_t count, weft_datatype_t datatype,
+                                   weft_op_t op, int root, weft_comm_t comm)
+{
+    const char *name = "weft_reduce";
+    weft_result_t result = wf_check_comm(comm, name);
+    if (result == WEFT_SUCCESS)
+        result = wf_check_type(comm, name, datatype, count, 1);
+    if (result == WEFT_SUCCESS)
+        result = wf_check_op(comm, name, op);
+    if (result == WEFT_SUCCESS && (root < 0 || root >= comm->nranks))
+        result = wf_comm_invalid(comm, "%s on rank %d: root %d is outside 0..%d", name, comm->rank, root,
+                                 comm->nranks - 1);
+    if (result != WEFT_SUCCESS || count == 0)
+        return result;
+    size_t size = wf_datatype_size(datatype), bytes = count * size;
+    int is_root = comm->rank == root;
+    if ((result = wf_check_buffer(comm, name, "sendbuf", sendbuf)) != WEFT_SUCCESS)
+        return result;
+    if (is_root && (result = wf_check_buffer(comm, name, "recvbuf on the root", recvbuf)) != WEFT_SUCCESS)
+        return result;
+    if (is_root && sendbuf != recvbuf &&
+        (result = wf_check_overlap(comm, name, sendbuf, bytes, recvbuf, bytes, "sendbuf == recvbuf")) != WEFT_SUCCESS)
+        return result;
+    wf_reduce_plan_t plan;
+    if ((result = wf_plan_for(comm, name, datatype, op, &plan)) != WEFT_SUCCESS)
+        return result;
+
+    wf_coll_begin(comm, "reduce");
+    switch (wf_choose_algorithm(comm, COLL_REDUCE, bytes, bytes)) {
+    case ALGO_LOCAL:
+        if (sendbuf != recvbuf)
+            memcpy(recvbuf, sendbuf, bytes); /* one rank: every op is the identity */
+        return WEFT_SUCCESS;
+    case ALGO_DIRECT:
+        return wf_reduce_direct(comm, sendbuf, recvbuf, count, &plan, root);
+    default:
+        break;
+    }
+
+    int n = comm->nranks;
+    size_t *counts = wf_block_tables(comm, 2);
+    if (counts == NULL)
+        return comm->failure;
+    size_t *offsets = counts + n;
+    for (int r = 0; r < n; r++) {
+        counts[r] = wf_block_count(count, n, r);
+        offsets[r] = wf_block_offset(count, n, r);
+    }
+    result = wf_ring_reduce(comm, sendbuf, recvbuf, counts, offsets, &plan, root);
+    free(counts);
+    return result;
+}
