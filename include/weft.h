@@ -178,6 +178,15 @@ WEFT_API weft_result_t weft_allgatherv(const void *sendbuf, size_t sendcount, vo
 WEFT_API weft_result_t weft_reduce_scatterv(const void *sendbuf, void *recvbuf, const size_t *recvcounts,
                                             weft_datatype_t datatype, weft_op_t op, weft_comm_t comm);
 
+/*
+ * All-reduce nbufs buffers in place, bufs[i] holding counts[i] elements, as if each were reduced by
+ * its own weft_allreduce. Small buffers are packed into one collective, which is much faster than
+ * a call per buffer for gradient buckets. Every rank passes the same nbufs and counts; buffers must
+ * not overlap.
+ */
+WEFT_API weft_result_t weft_allreduce_multi(void *const *bufs, const size_t *counts, int nbufs,
+                                            weft_datatype_t datatype, weft_op_t op, weft_comm_t comm);
+
 /* Return on every rank only after every rank has entered the barrier. */
 WEFT_API weft_result_t weft_barrier(weft_comm_t comm);
 

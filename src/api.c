@@ -119,6 +119,42 @@ weft_result_t wf_plan_for(weft_comm_t comm, const char *name, weft_datatype_t ty
     return WEFT_SUCCESS;
 }
 
+weft_result_t wf_allreduce_checked(weft_comm_t comm, const void *sendbuf, void *recvbuf, size_t count,
+                                   const wf_reduce_plan_t *plan)
+{
+    size_t size = plan->user_size, bytes = count * size;
+    weft_result_t result;
+    wf_coll_begin(comm, "allreduce");
+    int n = comm->nranks;
+    switch (wf_choose_algorithm(comm, COLL_ALLREDUCE, bytes, bytes)) {
+    case ALGO_LOCAL:
+        if (sendbuf != recvbuf)
+            memcpy(recvbuf, sendbuf, bytes); /* one rank: every op is the identity */
+        return WEFT_SUCCESS;
+    case ALGO_DIRECT:
+        return wf_allreduce_direct(comm, sendbuf, recvbuf, count, plan);
+    default:
+        break;
+    }
+
+    /* Ring: reduce-scatter into this rank's block of recvbuf, then all-gather the blocks in place. */
+    size_t *counts = wf_block_tables(comm, 4);
+    if (counts == NULL)
+        return comm->failure;
+    size_t *offsets = counts + n, *block_bytes = counts + 2 * n, *block_offsets = counts + 3 * n;
+    for (int r = 0; r < n; r++) {
+        counts[r] = wf_block_count(count, n, r);
+        offsets[r] = wf_block_offset(count, n, r);
+        block_bytes[r] = counts[r] * size;
+        block_offsets[r] = offsets[r] * size;
+    }
+    result = wf_ring_reduce_scatter(comm, sendbuf, (char *)recvbuf + block_offsets[comm->rank], counts, offsets, plan);
+    if (result == WEFT_SUCCESS)
+        result = wf_ring_allgather(comm, recvbuf, bytes, block_bytes, block_offsets);
+    free(counts);
+    return result;
+}
+
 WEFT_API weft_result_t weft_allreduce(const void *sendbuf, void *recvbuf, size_t count, weft_datatype_t datatype,
                                       weft_op_t op, weft_comm_t comm)
 {
@@ -141,35 +177,7 @@ WEFT_API weft_result_t weft_allreduce(const void *sendbuf, void *recvbuf, size_t
     if ((result = wf_plan_for(comm, name, datatype, op, &plan)) != WEFT_SUCCESS)
         return result;
 
-    wf_coll_begin(comm, "allreduce");
-    int n = comm->nranks;
-    switch (wf_choose_algorithm(comm, COLL_ALLREDUCE, bytes, bytes)) {
-    case ALGO_LOCAL:
-        if (sendbuf != recvbuf)
-            memcpy(recvbuf, sendbuf, bytes); /* one rank: every op is the identity */
-        return WEFT_SUCCESS;
-    case ALGO_DIRECT:
-        return wf_allreduce_direct(comm, sendbuf, recvbuf, count, &plan);
-    default:
-        break;
-    }
-
-    /* Ring: reduce-scatter into this rank's block of recvbuf, then all-gather the blocks in place. */
-    size_t *counts = wf_block_tables(comm, 4);
-    if (counts == NULL)
-        return comm->failure;
-    size_t *offsets = counts + n, *block_bytes = counts + 2 * n, *block_offsets = counts + 3 * n;
-    for (int r = 0; r < n; r++) {
-        counts[r] = wf_block_count(count, n, r);
-        offsets[r] = wf_block_offset(count, n, r);
-        block_bytes[r] = counts[r] * size;
-        block_offsets[r] = offsets[r] * size;
-    }
-    result = wf_ring_reduce_scatter(comm, sendbuf, (char *)recvbuf + block_offsets[comm->rank], counts, offsets, &plan);
-    if (result == WEFT_SUCCESS)
-        result = wf_ring_allgather(comm, recvbuf, bytes, block_bytes, block_offsets);
-    free(counts);
-    return result;
+    return wf_allreduce_checked(comm, sendbuf, recvbuf, count, &plan);
 }
 
 WEFT_API weft_result_t weft_allgather(const void *sendbuf, void *recvbuf, size_t sendcount, weft_datatype_t datatype,

@@ -27,6 +27,10 @@ weft_result_t wf_check_overlap(weft_comm_t comm, const char *name, const void *a
 weft_result_t wf_plan_for(weft_comm_t comm, const char *name, weft_datatype_t type, weft_op_t op,
                           wf_reduce_plan_t *plan);
 
+/* Run an all-reduce whose arguments were checked (count > 0); starts its own collective. */
+weft_result_t wf_allreduce_checked(weft_comm_t comm, const void *sendbuf, void *recvbuf, size_t count,
+                                   const wf_reduce_plan_t *plan);
+
 /* tables arrays of nranks size_t in one heap block, or NULL after recording WEFT_ERR_NO_MEMORY. */
 size_t *wf_block_tables(weft_comm_t comm, int tables);
 

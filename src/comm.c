@@ -274,6 +274,7 @@ static void comm_free(weft_comm_t comm)
         comm->ops->destroy(comm->transport);
     }
     free(comm->eager_buffer);
+    free(comm->pack_buffer);
     free(comm->control);
     free((void *)comm->arrivals);
     free(comm->summaries);

@@ -137,6 +137,9 @@ struct weft_comm {
     wf_mr_t control_mr;
     void *control_desc;    /* local descriptor of control, NULL when not needed */
 
+    void *pack_buffer; /* weft_allreduce_multi's pack, kept so its registration is reused */
+    size_t pack_buffer_size;
+
     void *eager_buffer; /* receive area of the direct algorithms */
     size_t eager_buffer_size;
     wf_mr_t eager_mr;

@@ -1,0 +1,140 @@
+/*
+ * weft_allreduce_multi: one all-reduce over many buffers (gradient buckets), in place.
+ *
+ * A separate all-reduce per small buffer pays a full collective's latency for a few kilobytes. So
+ * buffers below twice WEFT_CHUNK_SIZE are copied back to back into a pack of up to 16 chunks,
+ * the pack is reduced in one all-reduce, and the results are copied back. Larger buffers already
+ * fill the ring's pipeline and are reduced in place on their own. Every rank walks the buffers in
+ * the same order with the same counts, so every rank issues the same sequence of all-reduces.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api.h"
+
+#define PACK_CHUNKS 16     /* pack capacity, in WEFT_CHUNK_SIZE units */
+#define SMALL_CHUNKS 2     /* buffers below this many chunks are packed */
+
+typedef struct {
+    uintptr_t start, end;
+    int index;
+} buffer_range_t;
+
+static int compare_ranges(const void *a, const void *b)
+{
+    const buffer_range_t *x = a, *y = b;
+    return x->start < y->start ? -1 : x->start > y->start;
+}
+
+/* Reject NULL buffers with elements and buffers that overlap, which in-place reduction would corrupt. */
+static weft_result_t check_buffers(weft_comm_t comm, const char *name, void *const *bufs, const size_t *counts,
+                                   int nbufs, size_t size)
+{
+    buffer_range_t *ranges = malloc((unsigned)nbufs * sizeof(*ranges));
+    if (ranges == NULL)
+        return wf_comm_fail(comm, WEFT_ERR_NO_MEMORY, "%s on rank %d: out of memory for %d buffers", name, comm->rank,
+                            nbufs);
+    int used = 0;
+    weft_result_t result = WEFT_SUCCESS;
+    for (int i = 0; i < nbufs && result == WEFT_SUCCESS; i++) {
+        if (counts[i] == 0)
+            continue;
+        if (bufs[i] == NULL)
+            result = wf_comm_invalid(comm, "%s on rank %d: bufs[%d] is NULL with counts[%d] = %zu", name, comm->rank,
+                                     i, i, counts[i]);
+        else if (counts[i] > (SIZE_MAX - (uintptr_t)bufs[i]) / size)
+            result = wf_comm_invalid(comm, "%s on rank %d: counts[%d] = %zu overflows the address space", name,
+                                     comm->rank, i, counts[i]);
+        else
+            ranges[used++] = (buffer_range_t){(uintptr_t)bufs[i], (uintptr_t)bufs[i] + counts[i] * size, i};
+    }
+    if (result == WEFT_SUCCESS)
+        qsort(ranges, (size_t)used, sizeof(*ranges), compare_ranges);
+    for (int i = 1; i < used && result == WEFT_SUCCESS; i++)
+        if (ranges[i - 1].end > ranges[i].start)
+            result = wf_comm_invalid(comm, "%s on rank %d: bufs[%d] and bufs[%d] overlap; every buffer must be "
+                                     "distinct memory", name, comm->rank, ranges[i - 1].index, ranges[i].index);
+    free(ranges);
+    return result;
+}
+
+typedef struct {
+    char *data;        /* the communicator's pack buffer */
+    size_t capacity;   /* bytes */
+    size_t used;       /* bytes */
+    int *members;      /* indices of the buffers in the pack, in order */
+    int nmembers;
+} pack_t;
+
+/* Reduce the pack in one all-reduce and copy every member's result back. */
+static weft_result_t flush_pack(weft_comm_t comm, pack_t *pack, void *const *bufs, const size_t *counts,
+                                const wf_reduce_plan_t *plan)
+{
+    if (pack->used == 0)
+        return WEFT_SUCCESS;
+    weft_result_t result = wf_allreduce_checked(comm, pack->data, pack->data, pack->used / plan->user_size, plan);
+    size_t offset = 0;
+    for (int m = 0; m < pack->nmembers && result == WEFT_SUCCESS; m++) {
+        size_t bytes = counts[pack->members[m]] * plan->user_size;
+        memcpy(bufs[pack->members[m]], pack->data + offset, bytes);
+        offset += bytes;
+    }
+    comm->stats.staged_copy_bytes += 2 * pack->used;
+    pack->used = 0;
+    pack->nmembers = 0;
+    return result;
+}
+
+WEFT_API weft_result_t weft_allreduce_multi(void *const *bufs, const size_t *counts, int nbufs,
+                                            weft_datatype_t datatype, weft_op_t op, weft_comm_t comm)
+{
+    const char *name = "weft_allreduce_multi";
+    weft_result_t result = wf_check_comm(comm, name);
+    if (result == WEFT_SUCCESS)
+        result = wf_check_type(comm, name, datatype, 0, 1);
+    if (result == WEFT_SUCCESS)
+        result = wf_check_op(comm, name, op);
+    if (result == WEFT_SUCCESS && nbufs < 0)
+        result = wf_comm_invalid(comm, "%s on rank %d: nbufs %d is negative", name, comm->rank, nbufs);
+    if (result != WEFT_SUCCESS || nbufs == 0)
+        return result;
+    if (bufs == NULL || counts == NULL)
+        return wf_comm_invalid(comm, "%s on rank %d: %s is NULL with nbufs %d", name, comm->rank,
+                               bufs == NULL ? "bufs" : "counts", nbufs);
+    size_t size = wf_datatype_size(datatype);
+    wf_reduce_plan_t plan;
+    if ((result = check_buffers(comm, name, bufs, counts, nbufs, size)) != WEFT_SUCCESS ||
+        (result = wf_plan_for(comm, name, datatype, op, &plan)) != WEFT_SUCCESS)
+        return result;
+
+    size_t small_limit = SMALL_CHUNKS * comm->chunk_size;
+    pack_t pack = {comm->pack_buffer, PACK_CHUNKS * comm->chunk_size, 0, NULL, 0};
+    if (pack.data == NULL) {
+        pack.data = comm->pack_buffer = aligned_alloc(4096, pack.capacity);
+        comm->pack_buffer_size = pack.capacity;
+    }
+    pack.members = malloc((unsigned)nbufs * sizeof(int));
+    if (pack.data == NULL || pack.members == NULL)
+        result = wf_comm_fail(comm, WEFT_ERR_NO_MEMORY, "%s on rank %d: cannot allocate a %zu-byte pack", name,
+                              comm->rank, pack.capacity);
+
+    for (int i = 0; i < nbufs && result == WEFT_SUCCESS; i++) {
+        size_t bytes = counts[i] * size;
+        if (bytes == 0)
+            continue;
+        if (bytes >= small_limit) {
+            result = wf_allreduce_checked(comm, bufs[i], bufs[i], counts[i], &plan);
+            continue;
+        }
+        if (pack.used + bytes > pack.capacity)
+            result = flush_pack(comm, &pack, bufs, counts, &plan);
+        memcpy(pack.data + pack.used, bufs[i], bytes);
+        pack.used += bytes;
+        pack.members[pack.nmembers++] = i;
+    }
+    if (result == WEFT_SUCCESS)
+        result = flush_pack(comm, &pack, bufs, counts, &plan);
+    free(pack.members);
+    return result;
+}
