@@ -121,6 +121,14 @@ WEFT_API weft_result_t weft_get_unique_id(weft_unique_id_t *id);
 WEFT_API weft_result_t weft_comm_init_rank(weft_comm_t *comm, int nranks, const weft_unique_id_t *id,
                                            int rank);
 
+/*
+ * Split comm into groups of the ranks that pass the same color; within a group, new ranks follow
+ * key, ties broken by the rank in comm. A negative color gives *newcomm = NULL, as MPI_UNDEFINED
+ * does. Collective over every rank of comm. The new communicator has its own endpoint and may be
+ * used from another thread while comm is in use.
+ */
+WEFT_API weft_result_t weft_comm_split(weft_comm_t comm, int color, int key, weft_comm_t *newcomm);
+
 /* Release the communicator and every resource it holds. Collective when the communicator is healthy. */
 WEFT_API weft_result_t weft_comm_destroy(weft_comm_t comm);
 

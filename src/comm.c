@@ -358,18 +358,9 @@ WEFT_API weft_result_t weft_get_unique_id(weft_unique_id_t *id)
     return result;
 }
 
-WEFT_API weft_result_t weft_comm_init_rank(weft_comm_t *comm, int nranks, const weft_unique_id_t *id, int rank)
+/* Create a communicator from a unique id; the shared step of weft_comm_init_rank and weft_comm_split. */
+weft_result_t wf_comm_create_from_id(weft_comm_t *comm, int nranks, const weft_unique_id_t *id, int rank)
 {
-    if (comm == NULL || id == NULL) {
-        wf_set_init_error("weft_comm_init_rank: %s is NULL", comm == NULL ? "comm" : "id");
-        return WEFT_ERR_INVALID_ARGUMENT;
-    }
-    *comm = NULL;
-    if (nranks < 1 || rank < 0 || rank >= nranks) {
-        wf_set_init_error("weft_comm_init_rank: rank %d with nranks %d is invalid; need 0 <= rank < nranks", rank,
-                          nranks);
-        return WEFT_ERR_INVALID_ARGUMENT;
-    }
     weft_result_t result = load_parameters();
     if (result != WEFT_SUCCESS)
         return result;
@@ -382,6 +373,21 @@ WEFT_API weft_result_t weft_comm_init_rank(weft_comm_t *comm, int nranks, const 
         return result;
     }
     return comm_create(comm, bootstrap);
+}
+
+WEFT_API weft_result_t weft_comm_init_rank(weft_comm_t *comm, int nranks, const weft_unique_id_t *id, int rank)
+{
+    if (comm == NULL || id == NULL) {
+        wf_set_init_error("weft_comm_init_rank: %s is NULL", comm == NULL ? "comm" : "id");
+        return WEFT_ERR_INVALID_ARGUMENT;
+    }
+    *comm = NULL;
+    if (nranks < 1 || rank < 0 || rank >= nranks) {
+        wf_set_init_error("weft_comm_init_rank: rank %d with nranks %d is invalid; need 0 <= rank < nranks", rank,
+                          nranks);
+        return WEFT_ERR_INVALID_ARGUMENT;
+    }
+    return wf_comm_create_from_id(comm, nranks, id, rank);
 }
 
 WEFT_API weft_result_t weft_comm_destroy(weft_comm_t comm)

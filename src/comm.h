@@ -161,6 +161,9 @@ weft_result_t wf_comm_invalid(weft_comm_t comm, const char *format, ...) __attri
 void wf_set_init_error(const char *format, ...) __attribute__((format(printf, 1, 2)));
 const char *wf_init_error(void);
 
+/* Create a communicator of nranks from a unique id (weft_comm_init_rank and weft_comm_split). */
+weft_result_t wf_comm_create_from_id(weft_comm_t *out, int nranks, const weft_unique_id_t *id, int rank);
+
 /* Start a collective: bump the sequence number, reset the arrival counters and the deadline. */
 void wf_coll_begin(weft_comm_t comm, const char *name);
 

@@ -9,6 +9,7 @@
  */
 #include "vector_collectives.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,20 +111,62 @@ void vc_describe_layout(const vc_context_t *context, const vc_layout_t *layout, 
         append_list(text, length, "displs", layout->displs, context->nranks);
 }
 
+/*
+ * Half-ulp input of a float16 (p = 11 significand bits) or bfloat16 (p = 8) sum, scaled by
+ * 2^(k-2) with k = (index / 4) % 4. By index % 4:
+ *   0: rank 0 adds 2^p, every other rank 1        -> 2^p + n - 1
+ *   1: rank 0 adds 1, every other rank 2^-p       -> 1 + (n - 1) 2^-p
+ *   2: the negation of case 0
+ *   3: rank 1 adds 2^p, every other rank 1        -> the large term later in rank order
+ * Each small term is half an ulp of the running sum, so rounding after every addition to the
+ * 16-bit type loses it (a tie rounds to the even large term), while one rounding of the exact sum
+ * keeps n - 1 of them. Sums have at most p + 4 significant bits, so float32 holds them exactly.
+ */
+static double half_ulp_input(weft_datatype_t type, int rank, size_t index)
+{
+    int p = type == WEFT_FLOAT16 ? 11 : 8;
+    int scale = (int)((index / 4) % 4) - 2;
+    double value;
+
+    switch (index % 4) {
+    case 0: value = rank == 0 ? ldexp(1.0, p) : 1.0; break;
+    case 1: value = rank == 0 ? 1.0 : ldexp(1.0, -p); break;
+    case 2: value = rank == 0 ? -ldexp(1.0, p) : -1.0; break;
+    default: value = rank == 1 ? ldexp(1.0, p) : 1.0; break;
+    }
+    return ldexp(value, scale);
+}
+
 void vc_fill_inputs(weft_datatype_t type, int pattern, uint64_t seed, int rank, size_t first, size_t count,
                     void *data)
 {
     size_t size = ct_type_size(type);
-    for (size_t i = 0; i < count; i++)
-        ct_input_element(type, pattern, seed, rank, first + i, (unsigned char *)data + i * size);
+    unsigned char *bytes = data;
+
+    for (size_t i = 0; i < count; i++) {
+        if (pattern == VC_PATTERN_HALF_ULP)
+            ct_store_float(type, half_ulp_input(type, rank, first + i), bytes + i * size);
+        else
+            ct_input_element(type, pattern, seed, rank, first + i, bytes + i * size);
+    }
 }
 
-void vc_fill_reduction(const vc_context_t *context, weft_datatype_t type, weft_op_t op, uint64_t seed, size_t first,
+void vc_fill_reduction(const vc_context_t *context, weft_datatype_t type, int pattern, uint64_t seed, size_t first,
                        size_t count, void *data)
 {
     size_t size = ct_type_size(type);
-    for (size_t i = 0; i < count; i++)
-        ct_expected_reduction(type, op, seed, context->nranks, first + i, (unsigned char *)data + i * size);
+    unsigned char *bytes = data;
+
+    for (size_t i = 0; i < count; i++) {
+        if (pattern != VC_PATTERN_HALF_ULP) {
+            ct_expected_reduction(type, (weft_op_t)pattern, seed, context->nranks, first + i, bytes + i * size);
+            continue;
+        }
+        double sum = 0.0; /* exact, see half_ulp_input */
+        for (int r = 0; r < context->nranks; r++)
+            sum += half_ulp_input(type, r, first + i);
+        ct_store_float(type, (float)sum, bytes + i * size);
+    }
 }
 
 static void describe_position(const vc_context_t *context, const vc_layout_t *layout, size_t index, char *text,

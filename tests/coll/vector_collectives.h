@@ -14,6 +14,11 @@
 
 /* Filler of receive buffers before a call, so elements the library never wrote stand out. */
 #define VC_UNWRITTEN_FILL 0xCD
+/*
+ * Input pattern for float16 and bfloat16 sums in which rounding after every addition drops
+ * half-ulp steps that a single rounding of the exact sum keeps (coll_data.c uses 0 to 5).
+ */
+#define VC_PATTERN_HALF_ULP 6
 /* Room for a case description in failure lines. */
 #define VC_LABEL_LENGTH 256
 
@@ -53,12 +58,18 @@ void vc_layout_free(vc_layout_t *layout);
 void vc_describe_layout(const vc_context_t *context, const vc_layout_t *layout, int with_displs, char *text,
                         size_t length);
 
-/* Write input elements first..first+count-1 of `rank` for the pattern (a weft_op_t or CT_PATTERN_MOVE). */
+/*
+ * Write input elements first..first+count-1 of `rank` for the pattern: a weft_op_t,
+ * CT_PATTERN_MOVE or VC_PATTERN_HALF_ULP.
+ */
 void vc_fill_inputs(weft_datatype_t type, int pattern, uint64_t seed, int rank, size_t first, size_t count,
                     void *data);
 
-/* Write elements first..first+count-1 of the expected reduction over all ranks. */
-void vc_fill_reduction(const vc_context_t *context, weft_datatype_t type, weft_op_t op, uint64_t seed, size_t first,
+/*
+ * Write elements first..first+count-1 of the expected reduction over all ranks. pattern is the
+ * weft_op_t of the inputs, or VC_PATTERN_HALF_ULP for a sum of those inputs.
+ */
+void vc_fill_reduction(const vc_context_t *context, weft_datatype_t type, int pattern, uint64_t seed, size_t first,
                        size_t count, void *data);
 
 /*
