@@ -17,6 +17,7 @@ typedef struct {
     int root;
     int in_place;             /* the root passes sendbuf == recvbuf */
     int null_recv_on_nonroot; /* non-root ranks pass recvbuf NULL instead of a guarded buffer */
+    int half_ulp;             /* VC_PATTERN_HALF_ULP inputs (16-bit sums) instead of the hashed ones */
 } reduce_case_t;
 
 #define LARGE_COUNT 300000
@@ -27,11 +28,16 @@ static const weft_datatype_t rotation[CT_NUM_TYPES] = {
     WEFT_INT32, WEFT_FLOAT32, WEFT_BFLOAT16, WEFT_INT8, WEFT_FLOAT64,
     WEFT_UINT64, WEFT_FLOAT16, WEFT_UINT32, WEFT_INT64, WEFT_UINT8,
 };
-/* One large case per root: a 16-bit sum rounded once, a truncating integer avg, a float max. */
+/* One large case per root: 16-bit sums rounded once and a truncating integer avg. */
 static const reduce_case_t large_cases[] = {
-    {WEFT_BFLOAT16, WEFT_SUM, LARGE_COUNT, 0, 1, 1},
-    {WEFT_INT32, WEFT_AVG, LARGE_COUNT, 0, 0, 0},
-    {WEFT_FLOAT16, WEFT_SUM, LARGE_COUNT, 0, 0, 1},
+    {WEFT_BFLOAT16, WEFT_SUM, LARGE_COUNT, 0, 1, 1, 0},
+    {WEFT_INT32, WEFT_AVG, LARGE_COUNT, 0, 0, 0, 0},
+    {WEFT_FLOAT16, WEFT_SUM, LARGE_COUNT, 0, 0, 1, 1},
+};
+/* 16-bit sums whose single rounding differs from rounding after every addition on 3 or more ranks. */
+static const reduce_case_t half_ulp_cases[] = {
+    {WEFT_FLOAT16, WEFT_SUM, 64, 0, 1, 0, 1},
+    {WEFT_BFLOAT16, WEFT_SUM, 64, 0, 0, 1, 1},
 };
 
 static void *allocate_or_exit(size_t bytes)
@@ -46,9 +52,9 @@ static void *allocate_or_exit(size_t bytes)
 
 static void describe(const reduce_case_t *item, char *label, size_t length)
 {
-    snprintf(label, length, "reduce %s %s count=%zu root=%d %s, non-root recvbuf %s", ct_type_name(item->type),
-             ct_op_name(item->op), item->count, item->root, item->in_place ? "in place" : "out of place",
-             item->null_recv_on_nonroot ? "NULL" : "guarded");
+    snprintf(label, length, "reduce %s %s%s count=%zu root=%d %s, non-root recvbuf %s", ct_type_name(item->type),
+             ct_op_name(item->op), item->half_ulp ? " (half-ulp inputs, rounded once)" : "", item->count, item->root,
+             item->in_place ? "in place" : "out of place", item->null_recv_on_nonroot ? "NULL" : "guarded");
 }
 
 /* Root side: the result in recvbuf, and an out-of-place sendbuf unchanged. */
@@ -56,7 +62,8 @@ static int check_root(vc_context_t *context, const char *label, const reduce_cas
                       ct_buffer_t *recv, const unsigned char *inputs, uint64_t seed)
 {
     unsigned char *expected = allocate_or_exit(item->count * ct_type_size(item->type));
-    vc_fill_reduction(context, item->type, item->op, seed, 0, item->count, expected);
+    vc_fill_reduction(context, item->type, item->half_ulp ? VC_PATTERN_HALF_ULP : (int)item->op, seed, 0,
+                      item->count, expected);
     int ok = vc_compare(context, label, item->in_place ? "root in-place buffer" : "root receive buffer", item->type,
                         recv->data, expected, item->count, NULL);
     if (!item->in_place) {
@@ -91,7 +98,8 @@ static void run_case(vc_context_t *context, const reduce_case_t *item)
     const void *sendbuf;
 
     describe(item, label, sizeof label);
-    vc_fill_inputs(item->type, (int)item->op, seed, context->rank, 0, item->count, inputs);
+    vc_fill_inputs(item->type, item->half_ulp ? VC_PATTERN_HALF_ULP : (int)item->op, seed, context->rank, 0,
+                   item->count, inputs);
     if (is_root || !item->null_recv_on_nonroot) {
         ct_buffer_alloc(&recv, bytes);
         memset(recv.data, VC_UNWRITTEN_FILL, bytes);
@@ -183,7 +191,7 @@ static void run_invalid_arguments(vc_context_t *context)
     ct_buffer_free(&recv);
 
     if (!context->tally.broken) {
-        reduce_case_t item = {WEFT_INT32, WEFT_SUM, 4, context->nranks - 1, 0, 0};
+        reduce_case_t item = {WEFT_INT32, WEFT_SUM, 4, context->nranks - 1, 0, 0, 0};
         run_case(context, &item);
     }
 }
@@ -215,12 +223,17 @@ void vc_run_reduce(vc_context_t *context)
              * advances every case and the datatype every other case, so pairs cover all ops. */
             for (int variant = 0; variant < 2 && !context->tally.broken; variant++, step++) {
                 reduce_case_t item = {rotation[(step / 2 + step) % CT_NUM_TYPES], (weft_op_t)(step % CT_NUM_OPS),
-                                      small_counts[c], roots[k], variant, (int)(step / 2) % 2};
+                                      small_counts[c], roots[k], variant, (int)(step / 2) % 2, 0};
                 run_case(context, &item);
             }
         }
         if (!context->tally.broken) {
             reduce_case_t item = large_cases[k];
+            item.root = roots[k];
+            run_case(context, &item);
+        }
+        for (size_t c = 0; c < sizeof half_ulp_cases / sizeof half_ulp_cases[0] && !context->tally.broken; c++) {
+            reduce_case_t item = half_ulp_cases[c];
             item.root = roots[k];
             run_case(context, &item);
         }

@@ -18,6 +18,7 @@ typedef struct {
     int large;
     int in_place;
     int null_empty_recv; /* out of place: a rank whose count is 0 passes recvbuf NULL */
+    int half_ulp;        /* VC_PATTERN_HALF_ULP inputs (16-bit sums) instead of the hashed ones */
 } scatter_case_t;
 
 static const scatter_case_t large_cases[] = {
@@ -30,6 +31,14 @@ static const scatter_case_t large_cases[] = {
     {WEFT_UINT8, WEFT_PROD, 1, 1, 0},
     {WEFT_FLOAT64, WEFT_MIN, 1, 0, 0},
     {WEFT_INT8, WEFT_AVG, 1, 0, 0},
+    {WEFT_FLOAT16, WEFT_SUM, 1, 1, 0, 1},
+    {WEFT_BFLOAT16, WEFT_SUM, 1, 0, 0, 1},
+};
+
+/* 16-bit sums whose single rounding differs from rounding after every addition on 3 or more ranks. */
+static const scatter_case_t half_ulp_cases[] = {
+    {WEFT_FLOAT16, WEFT_SUM, 0, 0, 0, 1},
+    {WEFT_BFLOAT16, WEFT_SUM, 0, 1, 0, 1},
 };
 
 static void *allocate_or_exit(size_t bytes)
@@ -58,8 +67,10 @@ static int scatter_and_check(vc_context_t *context, const char *label, const sca
     ct_buffer_t send, recv = {0};
     void *recvbuf;
 
-    vc_fill_inputs(type, (int)item->op, seed, context->rank, 0, total, inputs);
-    vc_fill_reduction(context, type, item->op, seed, own_first, own, expected);
+    int pattern = item->half_ulp ? VC_PATTERN_HALF_ULP : (int)item->op;
+
+    vc_fill_inputs(type, pattern, seed, context->rank, 0, total, inputs);
+    vc_fill_reduction(context, type, pattern, seed, own_first, own, expected);
     ct_buffer_alloc(&send, total * size);
     memcpy(send.data, inputs, total * size);
     if (item->in_place) {
@@ -100,9 +111,9 @@ static void run_case(vc_context_t *context, const scatter_case_t *item)
     char label[VC_LABEL_LENGTH];
 
     vc_layout_make(context, seed, &shape, &layout);
-    snprintf(label, sizeof label, "reduce_scatterv %s %s %s %s%s", ct_type_name(item->type), ct_op_name(item->op),
-             item->large ? "large" : "small", item->in_place ? "in place" : "out of place",
-             item->null_empty_recv ? " (empty recvbuf NULL)" : "");
+    snprintf(label, sizeof label, "reduce_scatterv %s %s%s %s %s%s", ct_type_name(item->type), ct_op_name(item->op),
+             item->half_ulp ? " (half-ulp inputs, rounded once)" : "", item->large ? "large" : "small",
+             item->in_place ? "in place" : "out of place", item->null_empty_recv ? " (empty recvbuf NULL)" : "");
     vc_describe_layout(context, &layout, 0, label, sizeof label);
     if (scatter_and_check(context, label, item, &layout, seed))
         context->tally.passed++;
@@ -189,7 +200,7 @@ static void run_invalid_arguments(vc_context_t *context)
     ct_buffer_free(&recv);
 
     if (!context->tally.broken) {
-        scatter_case_t item = {WEFT_INT32, WEFT_SUM, 0, 0, 0};
+        scatter_case_t item = {WEFT_INT32, WEFT_SUM, 0, 0, 0, 0};
         if (scatter_and_check(context, "reduce_scatterv int32 sum counts all 2 after the rejected calls", &item,
                               &layout, context->next_seed++))
             context->tally.passed++;
@@ -202,10 +213,13 @@ void vc_run_reduce_scatterv(vc_context_t *context)
     /* Small: every op over every datatype, alternating in place and out of place. */
     for (int t = 0; t < CT_NUM_TYPES && !context->tally.broken; t++) {
         for (int o = 0; o < CT_NUM_OPS && !context->tally.broken; o++) {
-            scatter_case_t item = {(weft_datatype_t)t, (weft_op_t)o, 0, (t + o) % 2, t % 3 == 0};
+            int in_place = (t + o) % 2;
+            scatter_case_t item = {(weft_datatype_t)t, (weft_op_t)o, 0, in_place, !in_place && t % 3 == 0, 0};
             run_case(context, &item);
         }
     }
+    for (size_t c = 0; c < sizeof half_ulp_cases / sizeof half_ulp_cases[0] && !context->tally.broken; c++)
+        run_case(context, &half_ulp_cases[c]);
     for (size_t c = 0; c < sizeof large_cases / sizeof large_cases[0] && !context->tally.broken; c++)
         run_case(context, &large_cases[c]);
     if (!context->tally.broken)
