@@ -77,10 +77,10 @@ WEFT_API weft_result_t weft_allgatherv(const void *sendbuf, size_t sendcount, vo
     size_t size = wf_datatype_size(datatype), total;
     if ((result = check_layout(comm, name, recvcounts, displs, size, &total)) != WEFT_SUCCESS || total == 0)
         return result;
-    char *own = (char *)recvbuf + displs[comm->rank] * size;
     size_t own_bytes = sendcount * size;
     if ((result = wf_check_buffer(comm, name, "recvbuf", recvbuf)) != WEFT_SUCCESS)
         return result;
+    char *own = (char *)recvbuf + displs[comm->rank] * size;
     if (own_bytes > 0 && (result = wf_check_buffer(comm, name, "sendbuf", sendbuf)) != WEFT_SUCCESS)
         return result;
     if (own_bytes > 0 && sendbuf != own &&

@@ -111,7 +111,11 @@ weft_result_t wf_comm_progress(weft_comm_t comm, int waiting_for)
 
     if (++comm->idle_polls < WF_SPIN_POLLS)
         return WEFT_SUCCESS;
-    /* Idle for a while: check the clock (cheap enough now) and give the core away. */
+    /* Idle for a while: check for lost ranks and the clock (cheap enough now), and give the core away. */
+    if ((comm->idle_polls & 63u) == 0 && comm->bootstrap->check != NULL &&
+        comm->bootstrap->check(comm->bootstrap) != WEFT_SUCCESS)
+        return wf_comm_fail(comm, WEFT_ERR_REMOTE, "%s (call %u) on rank %d failed because the job lost a rank: %.380s",
+                            comm->coll_name, comm->seq, comm->rank, wf_bootstrap_last_error(comm->bootstrap));
     if ((comm->idle_polls & 63u) == 0 && deadline_passed(&comm->deadline)) {
         if (waiting_for >= 0)
             return wf_comm_fail(comm, WEFT_ERR_TIMEOUT,

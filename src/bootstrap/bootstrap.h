@@ -23,6 +23,11 @@ struct wf_bootstrap {
     /* Every rank passes length bytes; all receives nranks*length bytes in rank order. */
     weft_result_t (*allgather)(wf_bootstrap_t *b, const void *mine, void *all, size_t length);
     weft_result_t (*barrier)(wf_bootstrap_t *b);
+    /*
+     * Without blocking, report whether the job has failed since the last operation (a rank was
+     * lost); WEFT_SUCCESS when nothing is known. NULL when the method cannot tell.
+     */
+    weft_result_t (*check)(wf_bootstrap_t *b);
     void (*destroy)(wf_bootstrap_t *b);
 };
 

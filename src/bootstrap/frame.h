@@ -32,7 +32,8 @@ typedef enum {
     WF_FRAME_HELLO = 2,     /* client -> root: version, rank, size, client nonce, proof of the secret */
     WF_FRAME_WELCOME = 3,   /* root -> client: every rank connected; root's proof of the secret */
     WF_FRAME_DATA = 4,      /* one rank's block of a round, or the root's concatenation */
-    WF_FRAME_ERROR = 5      /* root -> client: result code and message, then the root closes */
+    WF_FRAME_ERROR = 5,     /* root -> client: result code and message, then the root closes */
+    WF_FRAME_BYE = 6        /* client -> root, empty: the rank leaves on purpose; a close without it is a crash */
 } wf_frame_type_t;
 
 typedef enum {

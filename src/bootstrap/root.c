@@ -241,6 +241,14 @@ static void rank_closed(wf_root_t *root, int r)
                       r, rank->peer, root->display, (unsigned long long)root->round);
         return;
     }
+    if (!rank->said_bye) {
+        /* No BYE first: the process died (killed, crashed, or exited without destroying its communicator). */
+        wf_root_abort(root, WEFT_ERR_REMOTE,
+                      "rank %d at %s was lost: its connection to the rendezvous at %s closed without a goodbye, so "
+                      "its process crashed, was killed or exited without weft_comm_destroy",
+                      r, rank->peer, root->display);
+        return;
+    }
     WF_TRACE(WF_SUB_BOOT, "rendezvous at %s: rank %d closed its connection", root->display, r);
     wf_fd_close(rank->fd);
     rank->fd = -1;
@@ -263,6 +271,18 @@ static int accept_data_header(wf_root_t *root, int r)
     wf_frame_status_t status =
         wf_frame_header_decode(rank->header, sizeof(rank->header), WF_FRAME_MAX_PAYLOAD, &header, reason,
                                sizeof(reason));
+    if (status == WF_FRAME_OK && header.type == WF_FRAME_BYE && header.length == 0 && !root->round_started) {
+        rank->said_bye = 1; /* its end of file that follows is a deliberate close */
+        rank->header_got = 0;
+        return -1;
+    }
+    if (status == WF_FRAME_OK && header.type == WF_FRAME_BYE) {
+        wf_root_abort(root, WEFT_ERR_REMOTE,
+                      "rank %d at %s destroyed its communicator during bootstrap round %llu, which the other ranks "
+                      "were still in; a communicator that failed on one rank cannot complete on the others",
+                      r, rank->peer, (unsigned long long)root->round);
+        return -1;
+    }
     if (status != WF_FRAME_OK || header.type != WF_FRAME_DATA) {
         if (status == WF_FRAME_OK)
             snprintf(reason, sizeof(reason), "frame type %u instead of DATA", header.type);

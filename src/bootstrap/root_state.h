@@ -38,6 +38,7 @@ typedef struct {
 typedef struct {
     int fd;        /* -1 before the rank connects and after it closes */
     int left;      /* the rank closed its connection after admission */
+    int said_bye;  /* the rank announced a deliberate close (BYE) */
     int submitted; /* its block of the current round has arrived */
     size_t header_got;
     unsigned char header[WF_FRAME_HEADER_SIZE];

@@ -8,6 +8,7 @@
  * return the same code at once and last_error keeps the first message.
  */
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -168,12 +169,44 @@ static weft_result_t tcp_barrier(wf_bootstrap_t *base)
     return tcp_allgather(base, &token, b->scratch, 1);
 }
 
+/*
+ * Report, without blocking, whether the root has given up on the job since the last operation:
+ * between rounds the root sends nothing but an ERROR frame (for example when a rank was lost),
+ * and a closed connection means the root's process is gone.
+ */
+static weft_result_t tcp_check(wf_bootstrap_t *base)
+{
+    wf_tcp_bootstrap_t *b = (wf_tcp_bootstrap_t *)base;
+    if (b->broken != WEFT_SUCCESS)
+        return b->broken;
+    struct pollfd descriptor = {.fd = b->fd, .events = POLLIN};
+    if (poll(&descriptor, 1, 0) <= 0)
+        return WEFT_SUCCESS;
+    weft_result_t result = recv_frame(b->fd, b->root_text, "the state of the job", WF_FRAME_ERROR, 0, NULL,
+                                      wf_now_ms() + 500, b->timeout_s, NULL, b->common.last_error,
+                                      sizeof(b->common.last_error));
+    if (result == WEFT_SUCCESS) /* an empty ERROR frame cannot be sent, so this is a protocol slip */
+        result = wf_boot_error(b->common.last_error, sizeof(b->common.last_error), WEFT_ERR_REMOTE,
+                               "the rendezvous root at %s sent data between rounds", b->root_text);
+    b->broken = result;
+    return result;
+}
+
 static void tcp_destroy(wf_bootstrap_t *base)
 {
     wf_tcp_bootstrap_t *b = (wf_tcp_bootstrap_t *)base;
     if (!b)
         return;
-    /* Closing is the whole protocol: the root ends when every rank has closed or its owner leaves. */
+    /*
+     * BYE tells the root this close is deliberate; a close without it means the process died, and
+     * the root then fails every other rank at once. Best effort: a broken connection needs no BYE.
+     */
+    if (b->fd >= 0 && b->broken == WEFT_SUCCESS) {
+        unsigned char header[WF_FRAME_HEADER_SIZE];
+        int error = 0;
+        wf_frame_header_encode(header, WF_FRAME_BYE, 0);
+        (void)wf_sock_send_all(b->fd, header, sizeof(header), wf_now_ms() + 1000, &error);
+    }
     wf_fd_close(b->fd);
     wf_root_release(b->root);
     free(b->scratch);
@@ -251,6 +284,7 @@ weft_result_t wf_tcp_bootstrap_connect(wf_bootstrap_t **out, const char *method,
                                       .method = method,
                                       .allgather = tcp_allgather,
                                       .barrier = tcp_barrier,
+                                      .check = tcp_check,
                                       .destroy = tcp_destroy};
     b->scratch = scratch;
     b->root = owned_root;

@@ -1,7 +1,7 @@
 /*
  * coll_launch: start a weft program on N local ranks and report whether every rank succeeded.
  *
- *   coll_launch -n N [-m root|mpirun] [-p PROVIDER] [-t SECONDS] [--mpirun PATH] -- PROGRAM [ARGS...]
+ *   coll_launch -n N [-m root|mpirun] [-p PROVIDER] [-t SECONDS] [-k RANK] [--mpirun PATH] -- PROGRAM [ARGS...]
  *
  * root mode forks N processes with WEFT_ROOT=127.0.0.1:<free port>, WEFT_RANK, WEFT_SIZE and a
  * random WEFT_JOB_KEY (unless one is set).
@@ -41,6 +41,7 @@ typedef struct {
     double timeout_seconds;
     const char *mpirun_path;
     char **program_argv;    /* program and its arguments */
+    int killed_rank;        /* -k: this rank must end by SIGKILL (fault tests), -1 for none */
 } launch_options_t;
 
 typedef struct {
@@ -65,13 +66,14 @@ static double now_seconds(void)
 
 static void print_usage(FILE *out)
 {
-    fprintf(out, "usage: coll_launch -n N [-m root|mpirun] [-p PROVIDER] [-t SECONDS] [--mpirun PATH] -- "
+    fprintf(out, "usage: coll_launch -n N [-m root|mpirun] [-p PROVIDER] [-t SECONDS] [-k RANK] [--mpirun PATH] -- "
                  "PROGRAM [ARGS...]\n"
                  "  -n N           number of ranks, 1 to %d\n"
                  "  -m MODE        root: fork N ranks with WEFT_ROOT/WEFT_RANK/WEFT_SIZE (default);\n"
                  "                 mpirun: run them under mpirun, which bootstraps through PMIx\n"
                  "  -p PROVIDER    set WEFT_OFI_PROVIDER for every rank, e.g. shm or 'tcp;ofi_rxm'\n"
                  "  -t SECONDS     kill every rank after this many seconds (default 300)\n"
+                 "  -k RANK        RANK must end by SIGKILL (fault tests); root mode only\n"
                  "  --mpirun PATH  mpirun to use in mpirun mode (default: mpirun from PATH)\n",
             LAUNCH_MAX_RANKS);
 }
@@ -85,7 +87,7 @@ static void usage_error(const char *message, const char *value)
 
 static void parse_options(int argc, char **argv, launch_options_t *options)
 {
-    *options = (launch_options_t){.nranks = 0, .timeout_seconds = 300.0, .mpirun_path = "mpirun"};
+    *options = (launch_options_t){.nranks = 0, .timeout_seconds = 300.0, .mpirun_path = "mpirun", .killed_rank = -1};
     int i = 1;
 
     for (; i < argc && strcmp(argv[i], "--") != 0; i++) {
@@ -114,6 +116,11 @@ static void parse_options(int argc, char **argv, launch_options_t *options)
                 usage_error("invalid timeout in seconds (-t)", value);
         } else if (strcmp(argv[i], "--mpirun") == 0) {
             options->mpirun_path = value;
+        } else if (strcmp(argv[i], "-k") == 0) {
+            long rank = strtol(value, &end, 10);
+            if (*end != '\0' || rank < 0 || rank >= LAUNCH_MAX_RANKS)
+                usage_error("invalid rank expected to be killed (-k)", value);
+            options->killed_rank = (int)rank;
         } else {
             usage_error("invalid option", argv[i]);
         }
@@ -304,9 +311,16 @@ static int supervise(const launch_options_t *options, pid_t group, launch_child_
         if (!children[i].finished && waitpid(children[i].pid, &children[i].status, 0) == children[i].pid)
             children[i].finished = 1;
         int status = children[i].status;
+        int expect_kill = !options->use_mpirun && id == options->killed_rank;
         if (!children[i].finished) {
             fprintf(stderr, "coll_launch: %s %d (pid %d) could not be reaped\n", process_kind, id, (int)children[i].pid);
             failures++;
+        } else if (expect_kill) {
+            if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGKILL) {
+                fprintf(stderr, "coll_launch: rank %d (pid %d) should have been killed by SIGKILL but was not\n", id,
+                        (int)children[i].pid);
+                failures++;
+            }
         } else if (WIFSIGNALED(status)) {
             fprintf(stderr, "coll_launch: %s %d (pid %d) was killed by signal %d (%s)\n", process_kind, id,
                     (int)children[i].pid, WTERMSIG(status), strsignal(WTERMSIG(status)));

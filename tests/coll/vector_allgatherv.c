@@ -114,7 +114,7 @@ static void run_generic(vc_context_t *context, const gather_case_t *item)
 }
 
 /*
- * Field report: 4 ranks, int32, recvcounts [0, 3, 0, 2], displs [0, 0, 3, 3], rank r sends
+ * Case from a field report: 4 ranks, int32, recvcounts [0, 3, 0, 2], displs [0, 0, 3, 3], rank r sends
  * 10*r + j. Ranks 0 and 2 contribute nothing, and their displacements coincide with the start of
  * a non-empty block, so every rank must receive exactly [10, 11, 12, 30, 31].
  */

@@ -118,9 +118,10 @@ void vc_describe_layout(const vc_context_t *context, const vc_layout_t *layout, 
  *   1: rank 0 adds 1, every other rank 2^-p       -> 1 + (n - 1) 2^-p
  *   2: the negation of case 0
  *   3: rank 1 adds 2^p, every other rank 1        -> the large term later in rank order
- * Each small term is half an ulp of the running sum, so rounding after every addition to the
- * 16-bit type loses it (a tie rounds to the even large term), while one rounding of the exact sum
- * keeps n - 1 of them. Sums have at most p + 4 significant bits, so float32 holds them exactly.
+ * Once the large term is in the running sum, each small term is half an ulp of it, so rounding to
+ * the 16-bit type after every addition loses the term (the tie rounds to the even large term).
+ * Rounding the exact sum once keeps their total, to within that one rounding. Sums have at most
+ * p + 4 significant bits, so float32 represents them exactly.
  */
 static double half_ulp_input(weft_datatype_t type, int rank, size_t index)
 {

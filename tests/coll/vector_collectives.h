@@ -1,7 +1,7 @@
 /*
  * vector_collectives: exact multi-process checks of weft_reduce, weft_allgatherv and
  * weft_reduce_scatterv. Inputs and expected results come from coll_data.c, a pure function of
- * (seed, rank, index, datatype, op), so every rank knows what every other rank sent without asking
+ * (seed, rank, index, datatype, op), so every rank computes what every other rank sent without asking
  * the library. Each case takes the next seed, so all ranks agree on the case sequence and data.
  */
 #ifndef VC_VECTOR_COLLECTIVES_H
@@ -33,8 +33,8 @@ typedef struct {
 /* Per-rank block sizes and positions of one uneven collective, in elements. */
 typedef struct {
     size_t *counts;
-    size_t *displs;  /* allgatherv: where block r starts in recvbuf; reduce_scatterv: prefix sums */
-    size_t extent;   /* elements the receive buffer spans (allgatherv) or sendbuf holds (reduce_scatterv) */
+    size_t *displs;  /* start of block r: in recvbuf for allgatherv, in sendbuf for reduce_scatterv */
+    size_t extent;   /* elements the receive buffer spans (allgatherv) or sendbuf contains (reduce_scatterv) */
 } vc_layout_t;
 
 /* Shape of a generated layout. */

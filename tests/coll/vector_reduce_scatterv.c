@@ -22,15 +22,15 @@ typedef struct {
 } scatter_case_t;
 
 static const scatter_case_t large_cases[] = {
-    /* type, op, large, in_place, null_empty_recv */
-    {WEFT_FLOAT32, WEFT_SUM, 1, 0, 0},
-    {WEFT_INT32, WEFT_AVG, 1, 1, 0},
-    {WEFT_BFLOAT16, WEFT_SUM, 1, 1, 0},
-    {WEFT_FLOAT16, WEFT_SUM, 1, 0, 1},
-    {WEFT_INT64, WEFT_MAX, 1, 0, 0},
-    {WEFT_UINT8, WEFT_PROD, 1, 1, 0},
-    {WEFT_FLOAT64, WEFT_MIN, 1, 0, 0},
-    {WEFT_INT8, WEFT_AVG, 1, 0, 0},
+    /* type, op, large, in_place, null_empty_recv, half_ulp */
+    {WEFT_FLOAT32, WEFT_SUM, 1, 0, 0, 0},
+    {WEFT_INT32, WEFT_AVG, 1, 1, 0, 0},
+    {WEFT_BFLOAT16, WEFT_SUM, 1, 1, 0, 0},
+    {WEFT_FLOAT16, WEFT_SUM, 1, 0, 1, 0},
+    {WEFT_INT64, WEFT_MAX, 1, 0, 0, 0},
+    {WEFT_UINT8, WEFT_PROD, 1, 1, 0, 0},
+    {WEFT_FLOAT64, WEFT_MIN, 1, 0, 0, 0},
+    {WEFT_INT8, WEFT_AVG, 1, 0, 0, 0},
     {WEFT_FLOAT16, WEFT_SUM, 1, 1, 0, 1},
     {WEFT_BFLOAT16, WEFT_SUM, 1, 0, 0, 1},
 };
