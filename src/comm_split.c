@@ -2,8 +2,8 @@
  * weft_comm_split: new communicators from the colors and keys of a parent's ranks.
  *
  * Two all-gathers over the parent do the agreement. The first publishes every rank's (color, key),
- * so each rank knows the members of its group and its new rank: members ordered by key, ties
- * broken by parent rank, as MPI_Comm_split does. The group's new rank 0 (its leader) then creates a
+ * from which each rank computes the members of its group and its new rank. Members are ordered by
+ * key, and ties are broken by parent rank, as MPI_Comm_split does. The group's new rank 0 (its leader) then creates a
  * unique id, whose rendezvous its process serves, and the second all-gather hands every leader's
  * id to its members. Each group is finally created like weft_comm_init_rank, with its own bootstrap
  * and its own fabric endpoint, so it shares no state with the parent that a thread could race on.

@@ -1,7 +1,7 @@
 /*
  * weft_allreduce_multi over gradient-like buckets: many buffers of mixed sizes (empty, a few
- * elements, kilobytes, and above the 1 MiB packing threshold), checked element by element against
- * a reference computed here, for float32 sum, int32 avg (truncated toward zero) and bfloat16 sum
+ * elements, kilobytes, and above the 1 MiB packing threshold). Each element is checked against a
+ * reference computed here, for float32 sum, int32 avg (truncated toward zero) and bfloat16 sum
  * (float32 sum rounded once). Invalid calls (negative nbufs, a NULL buffer with elements,
  * overlapping buffers) must fail with WEFT_ERR_INVALID_ARGUMENT and leave the communicator usable.
  */
