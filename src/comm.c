@@ -102,7 +102,7 @@ static weft_result_t open_transport(weft_comm_t comm, wf_rank_info_t *mine, int 
 {
     comm->ops = &wf_ofi_transport;
     wf_transport_config_t config = {comm->rank, comm->nranks, single_node, wf_param_str(WF_PARAM_OFI_PROVIDER),
-                                    wf_comm_on_remote_write, comm};
+                                    wf_comm_on_remote_write, wf_comm_should_stop, comm};
     char err[512] = "";
     if (comm->ops->create(&config, &comm->transport, err, sizeof(err)) != 0) {
         snprintf(comm->last_error, sizeof(comm->last_error), "rank %d could not open a libfabric endpoint: %.400s",

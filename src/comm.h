@@ -183,6 +183,12 @@ weft_result_t wf_comm_wait_arrivals(weft_comm_t comm, uint32_t token, uint32_t c
 /* Reserve n consecutive arrival counters for this collective; returns the first. */
 weft_result_t wf_comm_reserve_tokens(weft_comm_t comm, uint32_t n, uint32_t *first);
 
+/*
+ * Transport callback while a post waits for queue space: records and reports (non-zero) a lost
+ * rank or an expired deadline, so a dead peer's full queue cannot hold the caller.
+ */
+int wf_comm_should_stop(void *arg);
+
 /* Transport callback: an RDMA write with an immediate landed here. */
 void wf_comm_on_remote_write(void *arg, uint32_t immediate);
 

@@ -93,6 +93,31 @@ static int deadline_passed(const struct timespec *deadline)
     return now.tv_sec > deadline->tv_sec || (now.tv_sec == deadline->tv_sec && now.tv_nsec >= deadline->tv_nsec);
 }
 
+/* Fail comm when the bootstrap reports a lost rank or the collective's deadline passed. */
+static weft_result_t check_job(weft_comm_t comm, int waiting_for)
+{
+    if (comm->bootstrap->check != NULL && comm->bootstrap->check(comm->bootstrap) != WEFT_SUCCESS)
+        return wf_comm_fail(comm, WEFT_ERR_REMOTE, "%s (call %u) on rank %d failed because the job lost a rank: %.380s",
+                            comm->coll_name, comm->seq, comm->rank, wf_bootstrap_last_error(comm->bootstrap));
+    if (comm->deadline.tv_sec == 0 || !deadline_passed(&comm->deadline))
+        return WEFT_SUCCESS; /* no collective has started yet */
+    if (waiting_for >= 0)
+        return wf_comm_fail(comm, WEFT_ERR_TIMEOUT,
+                            "%s (call %u) on rank %d timed out after %d s waiting for rank %d; check that every rank "
+                            "calls the same collectives in the same order, or raise WEFT_TIMEOUT",
+                            comm->coll_name, comm->seq, comm->rank, comm->timeout_s, waiting_for);
+    return wf_comm_fail(comm, WEFT_ERR_TIMEOUT,
+                        "%s (call %u) on rank %d timed out after %d s; raise WEFT_TIMEOUT if the operation is "
+                        "legitimately that slow",
+                        comm->coll_name, comm->seq, comm->rank, comm->timeout_s);
+}
+
+int wf_comm_should_stop(void *arg)
+{
+    weft_comm_t comm = arg;
+    return comm->failure != WEFT_SUCCESS || check_job(comm, -1) != WEFT_SUCCESS;
+}
+
 weft_result_t wf_comm_progress(weft_comm_t comm, int waiting_for)
 {
     if (comm->failure != WEFT_SUCCESS)
@@ -112,22 +137,8 @@ weft_result_t wf_comm_progress(weft_comm_t comm, int waiting_for)
     if (++comm->idle_polls < WF_SPIN_POLLS)
         return WEFT_SUCCESS;
     /* Idle for a while: check for lost ranks and the clock (cheap enough now), and give the core away. */
-    if ((comm->idle_polls & 63u) == 0 && comm->bootstrap->check != NULL &&
-        comm->bootstrap->check(comm->bootstrap) != WEFT_SUCCESS)
-        return wf_comm_fail(comm, WEFT_ERR_REMOTE, "%s (call %u) on rank %d failed because the job lost a rank: %.380s",
-                            comm->coll_name, comm->seq, comm->rank, wf_bootstrap_last_error(comm->bootstrap));
-    if ((comm->idle_polls & 63u) == 0 && deadline_passed(&comm->deadline)) {
-        if (waiting_for >= 0)
-            return wf_comm_fail(comm, WEFT_ERR_TIMEOUT,
-                                "%s (call %u) on rank %d timed out after %d s waiting for rank %d; "
-                                "check that every rank calls the same collectives in the same order, "
-                                "or raise WEFT_TIMEOUT",
-                                comm->coll_name, comm->seq, comm->rank, comm->timeout_s, waiting_for);
-        return wf_comm_fail(comm, WEFT_ERR_TIMEOUT,
-                            "%s (call %u) on rank %d timed out after %d s; raise WEFT_TIMEOUT if "
-                            "the operation is legitimately that slow",
-                            comm->coll_name, comm->seq, comm->rank, comm->timeout_s);
-    }
+    if ((comm->idle_polls & 63u) == 0 && check_job(comm, waiting_for) != WEFT_SUCCESS)
+        return comm->failure;
     sched_yield();
     return WEFT_SUCCESS;
 }

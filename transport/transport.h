@@ -45,6 +45,11 @@ typedef struct {
     int single_node;            /* every rank of the communicator is on this node */
     const char *provider;       /* requested provider name, NULL or "" for automatic */
     wf_remote_write_fn on_remote_write;
+    /*
+     * Polled while a post waits for queue space (the peer does not drain its queue); non-zero
+     * makes the post give up with -ECANCELED. NULL: wait up to the transport's own limit.
+     */
+    int (*should_stop)(void *arg);
     void *callback_arg;
 } wf_transport_config_t;
 

@@ -59,6 +59,7 @@ struct wf_transport {
     int rank;
     int nranks;
     wf_remote_write_fn on_remote_write;
+    int (*should_stop)(void *arg);
     void *callback_arg;
 
     struct fi_info *info; /* the chosen provider entry, owned */

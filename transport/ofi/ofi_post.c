@@ -97,7 +97,14 @@ static int wait_for_queue_space(wf_transport_t *t, uint64_t *deadline, const cha
         WF_OFI_WARN("%s", t->error);
         return -ETIMEDOUT;
     }
-    t->eagain_retries++;
+    /* A dead or stalled peer never drains its queue: let the owner decide every few hundred tries. */
+    if (t->should_stop != NULL && (++t->eagain_retries & 255u) == 0 && t->should_stop(t->callback_arg)) {
+        wf_ofi_set_error(t, "%s of %zu bytes %s rank %d was abandoned while waiting for queue space, because the "
+                         "communicator failed meanwhile", call, length, toward(call), peer);
+        return -ECANCELED;
+    }
+    if (t->should_stop == NULL)
+        t->eagain_retries++;
     t->post_depth++;
     int rc = wf_ofi_poll(t);
     t->post_depth--;

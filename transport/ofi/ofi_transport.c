@@ -174,6 +174,7 @@ static int ofi_create(const wf_transport_config_t *config, wf_transport_t **out,
     t->rank = config->rank;
     t->nranks = config->nranks;
     t->on_remote_write = config->on_remote_write;
+    t->should_stop = config->should_stop;
     t->callback_arg = config->callback_arg;
 
     const char *reason = "";
