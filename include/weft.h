@@ -30,8 +30,8 @@ extern "C" {
 #endif
 
 /*
- * NOTE: WEFT_IN_PROGRESS and WEFT_ERR_ABORTED belong to non-blocking requests and
- * weft_comm_abort, which this version does not have yet; no call returns them today.
+ * NOTE: WEFT_IN_PROGRESS belongs to non-blocking requests, which this version does not have yet;
+ * no call returns it today.
  */
 typedef enum {
     WEFT_SUCCESS = 0,
@@ -128,6 +128,14 @@ WEFT_API weft_result_t weft_comm_init_rank(weft_comm_t *comm, int nranks, const 
  * used from another thread while comm is in use.
  */
 WEFT_API weft_result_t weft_comm_split(weft_comm_t comm, int color, int key, weft_comm_t *newcomm);
+
+/*
+ * Make every call on comm that is blocked, or made later, return WEFT_ERR_ABORTED promptly. Any
+ * thread may call it, also while another thread is inside a collective on comm. The
+ * communicator is then good only for weft_comm_destroy, which leaves the job without the usual
+ * goodbye, so the other ranks' calls fail at once with WEFT_ERR_REMOTE naming this rank.
+ */
+WEFT_API weft_result_t weft_comm_abort(weft_comm_t comm);
 
 /* Release the communicator and every resource it holds. Collective when the communicator is healthy. */
 WEFT_API weft_result_t weft_comm_destroy(weft_comm_t comm);

@@ -66,6 +66,9 @@ weft_result_t wf_check_comm(weft_comm_t comm, const char *name)
         wf_set_init_error("%s: comm is NULL; create one with weft_comm_init_env or weft_comm_init_rank", name);
         return WEFT_ERR_INVALID_ARGUMENT;
     }
+    if (__atomic_load_n(&comm->aborted, __ATOMIC_ACQUIRE) && comm->failure == WEFT_SUCCESS)
+        wf_comm_fail(comm, WEFT_ERR_ABORTED, "%s on rank %d: weft_comm_abort was called on this communicator; "
+                     "destroy it", name, comm->rank);
     if (comm->failure != WEFT_SUCCESS)
         return comm->failure; /* last_error keeps the original failure */
     return WEFT_SUCCESS;

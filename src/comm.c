@@ -390,10 +390,27 @@ WEFT_API weft_result_t weft_comm_init_rank(weft_comm_t *comm, int nranks, const 
     return wf_comm_create_from_id(comm, nranks, id, rank);
 }
 
+WEFT_API weft_result_t weft_comm_abort(weft_comm_t comm)
+{
+    if (comm == NULL) {
+        wf_set_init_error("weft_comm_abort: comm is NULL");
+        return WEFT_ERR_INVALID_ARGUMENT;
+    }
+    /* Only a flag: the thread inside a collective notices it at its next poll and fails there. */
+    __atomic_store_n(&comm->aborted, 1, __ATOMIC_RELEASE);
+    WF_WARN(WF_SUB_INIT, "rank %d: weft_comm_abort called; calls on this communicator now fail with "
+                         "WEFT_ERR_ABORTED", comm->rank);
+    return WEFT_SUCCESS;
+}
+
 WEFT_API weft_result_t weft_comm_destroy(weft_comm_t comm)
 {
     if (comm == NULL)
         return WEFT_SUCCESS;
+    if (__atomic_load_n(&comm->aborted, __ATOMIC_ACQUIRE)) {
+        comm->failure = comm->failure != WEFT_SUCCESS ? comm->failure : WEFT_ERR_ABORTED;
+        comm->bootstrap->skip_goodbye = 1; /* the other ranks learn at once that this rank left */
+    }
     weft_result_t result = WEFT_SUCCESS;
     /* A healthy communicator agrees first, so no peer still writes into memory we free. */
     if (comm->failure == WEFT_SUCCESS && comm->nranks > 1) {

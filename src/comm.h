@@ -146,6 +146,7 @@ struct weft_comm {
     int eager_registered;
 
     weft_result_t failure; /* first failure; the communicator is unusable after it */
+    volatile int aborted;  /* set by weft_comm_abort from any thread; read with atomic loads */
     char last_error[512];
     weft_stats_t stats;
 };

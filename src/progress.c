@@ -93,6 +93,15 @@ static int deadline_passed(const struct timespec *deadline)
     return now.tv_sec > deadline->tv_sec || (now.tv_sec == deadline->tv_sec && now.tv_nsec >= deadline->tv_nsec);
 }
 
+/* Turn a weft_comm_abort from another thread into this thread's failure. */
+static weft_result_t check_aborted(weft_comm_t comm)
+{
+    if (!__atomic_load_n(&comm->aborted, __ATOMIC_ACQUIRE))
+        return WEFT_SUCCESS;
+    return wf_comm_fail(comm, WEFT_ERR_ABORTED, "%s on rank %d was aborted: weft_comm_abort was called on this "
+                        "communicator; destroy it", comm->coll_name ? comm->coll_name : "a call", comm->rank);
+}
+
 /* Fail comm when the bootstrap reports a lost rank or the collective's deadline passed. */
 static weft_result_t check_job(weft_comm_t comm, int waiting_for)
 {
@@ -115,12 +124,12 @@ static weft_result_t check_job(weft_comm_t comm, int waiting_for)
 int wf_comm_should_stop(void *arg)
 {
     weft_comm_t comm = arg;
-    return comm->failure != WEFT_SUCCESS || check_job(comm, -1) != WEFT_SUCCESS;
+    return comm->failure != WEFT_SUCCESS || check_aborted(comm) != WEFT_SUCCESS || check_job(comm, -1) != WEFT_SUCCESS;
 }
 
 weft_result_t wf_comm_progress(weft_comm_t comm, int waiting_for)
 {
-    if (comm->failure != WEFT_SUCCESS)
+    if (comm->failure != WEFT_SUCCESS || check_aborted(comm) != WEFT_SUCCESS)
         return comm->failure;
 
     int events = comm->ops->progress(comm->transport);

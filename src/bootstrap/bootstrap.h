@@ -20,6 +20,7 @@ struct wf_bootstrap {
     int rank;
     int nranks;
     const char *method; /* "tcp", "pmix", "torchrun", "unique-id" for logs */
+    int skip_goodbye;   /* set before destroy to leave like a lost rank, so the others fail at once */
     /* Every rank passes length bytes; all receives nranks*length bytes in rank order. */
     weft_result_t (*allgather)(wf_bootstrap_t *b, const void *mine, void *all, size_t length);
     weft_result_t (*barrier)(wf_bootstrap_t *b);

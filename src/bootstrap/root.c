@@ -245,7 +245,7 @@ static void rank_closed(wf_root_t *root, int r)
         /* No BYE first: the process died (killed, crashed, or exited without destroying its communicator). */
         wf_root_abort(root, WEFT_ERR_REMOTE,
                       "rank %d at %s was lost: its connection to the rendezvous at %s closed without a goodbye, so "
-                      "its process crashed, was killed or exited without weft_comm_destroy",
+                      "its process crashed, was killed, called weft_comm_abort, or exited without weft_comm_destroy",
                       r, rank->peer, root->display);
         return;
     }

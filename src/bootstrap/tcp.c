@@ -201,7 +201,7 @@ static void tcp_destroy(wf_bootstrap_t *base)
      * BYE tells the root this close is deliberate; a close without it means the process died, and
      * the root then fails every other rank at once. Best effort: a broken connection needs no BYE.
      */
-    if (b->fd >= 0 && b->broken == WEFT_SUCCESS) {
+    if (b->fd >= 0 && b->broken == WEFT_SUCCESS && !base->skip_goodbye) {
         unsigned char header[WF_FRAME_HEADER_SIZE];
         int error = 0;
         wf_frame_header_encode(header, WF_FRAME_BYE, 0);
