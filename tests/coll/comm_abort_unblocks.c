@@ -1,6 +1,6 @@
 /*
  * weft_comm_abort from another thread unblocks a collective, and the other ranks learn of it.
- * On 3 ranks, rank 1 enters an int32 all-reduce that ranks 0 and 2 join only 1.5 s later; a second
+ * On 3 ranks, rank 1 enters an int32 all-reduce that ranks 0 and 2 join only 1.5 s later. A second
  * thread of rank 1 calls weft_comm_abort after 0.3 s. Rank 1's all-reduce must return
  * WEFT_ERR_ABORTED within 2 s, and so must a later call; its weft_comm_destroy then leaves the job
  * without a goodbye. Ranks 0 and 2 must get WEFT_ERR_REMOTE naming rank 1 within 5 s of entering.
