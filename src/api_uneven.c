@@ -9,12 +9,16 @@
 
 #include "api.h"
 
-/* Order ranks by displacement, for the overlap check of all-gather-v. */
-static const size_t *sort_displs;
-static int compare_by_displacement(const void *a, const void *b)
+/* One rank's range of an all-gather-v receive buffer, in elements. */
+typedef struct {
+    size_t start, count;
+    int rank;
+} rank_range_t;
+
+static int compare_by_start(const void *a, const void *b)
 {
-    size_t x = sort_displs[*(const int *)a], y = sort_displs[*(const int *)b];
-    return x < y ? -1 : x > y;
+    const rank_range_t *x = a, *y = b;
+    return x->start < y->start ? -1 : x->start > y->start;
 }
 
 /*
@@ -34,28 +38,23 @@ static weft_result_t check_layout(weft_comm_t comm, const char *name, const size
             *total = displs[r] + counts[r];
     }
 
-    int *order = malloc((unsigned)n * sizeof(int));
-    if (order == NULL)
+    rank_range_t *ranges = malloc((unsigned)n * sizeof(*ranges));
+    if (ranges == NULL)
         return wf_comm_fail(comm, WEFT_ERR_NO_MEMORY, "%s on rank %d: out of memory", name, comm->rank);
+    int used = 0;
     for (int r = 0; r < n; r++)
-        order[r] = r;
-    sort_displs = displs; /* NOTE: qsort has no context argument; one thread per communicator, but two
-                             communicators checked at once from two threads would race here. */
-    qsort(order, (size_t)n, sizeof(int), compare_by_displacement);
+        if (counts[r] > 0)
+            ranges[used++] = (rank_range_t){displs[r], counts[r], r};
+    qsort(ranges, (size_t)used, sizeof(*ranges), compare_by_start);
     weft_result_t result = WEFT_SUCCESS;
-    int previous = -1;
-    for (int i = 0; i < n && result == WEFT_SUCCESS; i++) {
-        int r = order[i];
-        if (counts[r] == 0)
-            continue;
-        if (previous >= 0 && displs[previous] + counts[previous] > displs[r])
+    for (int i = 1; i < used && result == WEFT_SUCCESS; i++) {
+        const rank_range_t *a = &ranges[i - 1], *b = &ranges[i];
+        if (a->start + a->count > b->start)
             result = wf_comm_invalid(comm, "%s on rank %d: the ranges of rank %d (displs %zu, count %zu) and rank %d "
                                      "(displs %zu, count %zu) overlap; give every rank its own part of recvbuf",
-                                     name, comm->rank, previous, displs[previous], counts[previous], r, displs[r],
-                                     counts[r]);
-        previous = r;
+                                     name, comm->rank, a->rank, a->start, a->count, b->rank, b->start, b->count);
     }
-    free(order);
+    free(ranges);
     return result;
 }
 
