@@ -59,6 +59,21 @@ size_t *wf_block_tables(weft_comm_t comm, int tables)
     return memory;
 }
 
+static int compare_range_starts(const void *a, const void *b)
+{
+    const wf_range_t *x = a, *y = b;
+    return x->start < y->start ? -1 : x->start > y->start;
+}
+
+int wf_first_overlap(wf_range_t *ranges, int count)
+{
+    qsort(ranges, (size_t)count, sizeof(*ranges), compare_range_starts);
+    for (int i = 1; i < count; i++)
+        if (ranges[i - 1].end > ranges[i].start)
+            return i;
+    return -1;
+}
+
 /* Checks shared by every collective; name is the API function for messages. */
 weft_result_t wf_check_comm(weft_comm_t comm, const char *name)
 {

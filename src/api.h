@@ -5,6 +5,8 @@
 #ifndef WF_API_H
 #define WF_API_H
 
+#include <stdint.h>
+
 #include "coll/coll.h"
 #include "reduce.h"
 
@@ -30,6 +32,18 @@ weft_result_t wf_plan_for(weft_comm_t comm, const char *name, weft_datatype_t ty
 /* Run an all-reduce whose arguments were checked (count > 0); starts its own collective. */
 weft_result_t wf_allreduce_checked(weft_comm_t comm, const void *sendbuf, void *recvbuf, size_t count,
                                    const wf_reduce_plan_t *plan);
+
+/* A buffer range for overlap checks: [start, end) in bytes or elements, and whose it is. */
+typedef struct {
+    uintptr_t start, end;
+    int index;
+} wf_range_t;
+
+/*
+ * Sort ranges by start and return the position (in the sorted array) of the first range that
+ * overlaps the one before it, or -1 when none do. Empty ranges must be left out by the caller.
+ */
+int wf_first_overlap(wf_range_t *ranges, int count);
 
 /* tables arrays of nranks size_t in one heap block, or NULL after recording WEFT_ERR_NO_MEMORY. */
 size_t *wf_block_tables(weft_comm_t comm, int tables);

@@ -16,22 +16,11 @@
 #define PACK_CHUNKS 16     /* pack capacity, in WEFT_CHUNK_SIZE units */
 #define SMALL_CHUNKS 2     /* buffers below this many chunks are packed */
 
-typedef struct {
-    uintptr_t start, end;
-    int index;
-} buffer_range_t;
-
-static int compare_ranges(const void *a, const void *b)
-{
-    const buffer_range_t *x = a, *y = b;
-    return x->start < y->start ? -1 : x->start > y->start;
-}
-
 /* Reject NULL buffers with elements and buffers that overlap, which in-place reduction would corrupt. */
 static weft_result_t check_buffers(weft_comm_t comm, const char *name, void *const *bufs, const size_t *counts,
                                    int nbufs, size_t size)
 {
-    buffer_range_t *ranges = malloc((unsigned)nbufs * sizeof(*ranges));
+    wf_range_t *ranges = malloc((unsigned)nbufs * sizeof(*ranges));
     if (ranges == NULL)
         return wf_comm_fail(comm, WEFT_ERR_NO_MEMORY, "%s on rank %d: out of memory for %d buffers", name, comm->rank,
                             nbufs);
@@ -47,14 +36,12 @@ static weft_result_t check_buffers(weft_comm_t comm, const char *name, void *con
             result = wf_comm_invalid(comm, "%s on rank %d: counts[%d] = %zu overflows the address space", name,
                                      comm->rank, i, counts[i]);
         else
-            ranges[used++] = (buffer_range_t){(uintptr_t)bufs[i], (uintptr_t)bufs[i] + counts[i] * size, i};
+            ranges[used++] = (wf_range_t){(uintptr_t)bufs[i], (uintptr_t)bufs[i] + counts[i] * size, i};
     }
-    if (result == WEFT_SUCCESS)
-        qsort(ranges, (size_t)used, sizeof(*ranges), compare_ranges);
-    for (int i = 1; i < used && result == WEFT_SUCCESS; i++)
-        if (ranges[i - 1].end > ranges[i].start)
-            result = wf_comm_invalid(comm, "%s on rank %d: bufs[%d] and bufs[%d] overlap; every buffer must be "
-                                     "distinct memory", name, comm->rank, ranges[i - 1].index, ranges[i].index);
+    int overlap = result == WEFT_SUCCESS ? wf_first_overlap(ranges, used) : -1;
+    if (overlap > 0)
+        result = wf_comm_invalid(comm, "%s on rank %d: bufs[%d] and bufs[%d] overlap; every buffer must be distinct "
+                                 "memory", name, comm->rank, ranges[overlap - 1].index, ranges[overlap].index);
     free(ranges);
     return result;
 }

@@ -9,18 +9,6 @@
 
 #include "api.h"
 
-/* One rank's range of an all-gather-v receive buffer, in elements. */
-typedef struct {
-    size_t start, count;
-    int rank;
-} rank_range_t;
-
-static int compare_by_start(const void *a, const void *b)
-{
-    const rank_range_t *x = a, *y = b;
-    return x->start < y->start ? -1 : x->start > y->start;
-}
-
 /*
  * Check recvcounts and displs of all-gather-v: no element count overflows, no two non-empty ranges
  * overlap. Sets *total to the end of the furthest range, in elements.
@@ -38,21 +26,20 @@ static weft_result_t check_layout(weft_comm_t comm, const char *name, const size
             *total = displs[r] + counts[r];
     }
 
-    rank_range_t *ranges = malloc((unsigned)n * sizeof(*ranges));
+    wf_range_t *ranges = malloc((unsigned)n * sizeof(*ranges));
     if (ranges == NULL)
         return wf_comm_fail(comm, WEFT_ERR_NO_MEMORY, "%s on rank %d: out of memory", name, comm->rank);
     int used = 0;
     for (int r = 0; r < n; r++)
         if (counts[r] > 0)
-            ranges[used++] = (rank_range_t){displs[r], counts[r], r};
-    qsort(ranges, (size_t)used, sizeof(*ranges), compare_by_start);
+            ranges[used++] = (wf_range_t){displs[r], displs[r] + counts[r], r};
+    int overlap = wf_first_overlap(ranges, used);
     weft_result_t result = WEFT_SUCCESS;
-    for (int i = 1; i < used && result == WEFT_SUCCESS; i++) {
-        const rank_range_t *a = &ranges[i - 1], *b = &ranges[i];
-        if (a->start + a->count > b->start)
-            result = wf_comm_invalid(comm, "%s on rank %d: the ranges of rank %d (displs %zu, count %zu) and rank %d "
-                                     "(displs %zu, count %zu) overlap; give every rank its own part of recvbuf",
-                                     name, comm->rank, a->rank, a->start, a->count, b->rank, b->start, b->count);
+    if (overlap > 0) {
+        int a = ranges[overlap - 1].index, b = ranges[overlap].index;
+        result = wf_comm_invalid(comm, "%s on rank %d: the ranges of rank %d (displs %zu, count %zu) and rank %d "
+                                 "(displs %zu, count %zu) overlap; give every rank its own part of recvbuf",
+                                 name, comm->rank, a, displs[a], counts[a], b, displs[b], counts[b]);
     }
     free(ranges);
     return result;
