@@ -6,11 +6,16 @@
  * instances of different communicators share no libfabric object and may run on different
  * threads even with FI_THREAD_DOMAIN.
  */
+#define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <rdma/fabric.h>
 #include <rdma/fi_cm.h>
@@ -54,9 +59,39 @@ static int validate_config(const wf_transport_config_t *config, wf_transport_t *
 }
 
 /* Open fabric, domain, CQ, AV and endpoint for t->info; on failure the caller destroys t. */
+
+/*
+ * libfabric 1.17's shm provider names its shared-memory queue "/dev/shm/PID:N:M" and fails
+ * fi_enable with EBUSY when that file exists. A process that was killed leaves its file behind,
+ * and a later process that gets the same PID cannot open shm at all. No live process other than
+ * this one can own files named with this PID, and before this process's first shm endpoint they
+ * cannot be its own, so they are removed once, before that endpoint is opened.
+ */
+static pthread_once_t stale_regions_once = PTHREAD_ONCE_INIT;
+
+static void remove_stale_shm_regions(void)
+{
+    char prefix[32];
+    int length = snprintf(prefix, sizeof(prefix), "%d:", (int)getpid());
+    DIR *directory = opendir("/dev/shm");
+    if (directory == NULL)
+        return;
+    struct dirent *entry;
+    while ((entry = readdir(directory)) != NULL) {
+        if (strncmp(entry->d_name, prefix, (size_t)length) != 0)
+            continue;
+        if (unlinkat(dirfd(directory), entry->d_name, 0) == 0)
+            WF_INFO(WF_SUB_NET, "NET/OFI removed /dev/shm/%s, a shared-memory queue left by an earlier process "
+                                "with this process's id", entry->d_name);
+    }
+    closedir(directory);
+}
+
 static int open_endpoint(wf_transport_t *t, char *err, size_t errlen)
 {
     const char *step = "fi_fabric";
+    if (strcmp(t->info->fabric_attr->prov_name, "shm") == 0)
+        pthread_once(&stale_regions_once, remove_stale_shm_regions);
     int ret = fi_fabric(t->info->fabric_attr, &t->fabric, NULL);
     if (ret == 0) {
         step = "fi_domain";
