@@ -122,8 +122,8 @@ WEFT_API weft_result_t weft_comm_init_rank(weft_comm_t *comm, int nranks, const 
                                            int rank);
 
 /*
- * Split comm into groups of the ranks that pass the same color; within a group, new ranks follow
- * key, ties broken by the rank in comm. A negative color gives *newcomm = NULL, as MPI_UNDEFINED
+ * Split comm into groups of the ranks that pass the same color. Within a group, new ranks follow
+ * key, and ties are broken by the rank in comm. A negative color gives *newcomm = NULL, as MPI_UNDEFINED
  * does. Collective over every rank of comm. The new communicator has its own endpoint and may be
  * used from another thread while comm is in use.
  */
@@ -186,7 +186,7 @@ WEFT_API weft_result_t weft_allgatherv(const void *sendbuf, size_t sendcount, vo
                                        const size_t *displs, weft_datatype_t datatype, weft_comm_t comm);
 
 /*
- * Uneven reduce-scatter: sendbuf holds recvcounts[0] + ... + recvcounts[nranks-1] elements, block
+ * Uneven reduce-scatter: sendbuf contains recvcounts[0] + ... + recvcounts[nranks-1] elements, block
  * after block in rank order, and rank r receives reduced block r (recvcounts[r] elements). Every
  * rank passes the same recvcounts. In place when recvbuf == sendbuf + (recvcounts[0] + ... +
  * recvcounts[rank-1]).

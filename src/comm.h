@@ -49,7 +49,7 @@ enum { WF_IMM_TOKEN = 1, WF_IMM_STREAM = 2 };
 #define WF_TOKENS 65536     /* arrival counters per communicator, reset by every collective */
 #define WF_STREAM_SLOTS 8   /* ring stream slots per direction; the pipeline needs at least 2 */
 
-/* What a receiver tells a writer so that it can RDMA-write into the receiver's buffer. */
+/* Buffer descriptor a receiver sends to a writer, so that it can RDMA-write into the receiver's buffer. */
 typedef struct {
     uint64_t address; /* as returned by the transport's remote_address() */
     uint64_t key;

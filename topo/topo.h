@@ -12,7 +12,7 @@
 
 #define WF_HOSTID_MAX 96
 
-/* What one rank tells the others about itself; fixed size so it can be allgathered. */
+/* Summary one rank publishes about itself, of fixed size so it can be allgathered. */
 typedef struct {
     char hostid[WF_HOSTID_MAX]; /* NUL-terminated node identity */
     char hostname[64];          /* for messages */

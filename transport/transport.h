@@ -60,7 +60,7 @@ typedef struct wf_transport_ops {
     int (*create)(const wf_transport_config_t *config, wf_transport_t **out, char *err, size_t errlen);
     /* Copy the local endpoint address into buf; *length is its capacity on entry, the size on exit. */
     int (*get_address)(wf_transport_t *t, void *buf, size_t *length);
-    /* Make every rank reachable. addresses holds nranks entries of stride bytes, in rank order. */
+    /* Make every rank reachable. addresses contains nranks entries of stride bytes, in rank order. */
     int (*connect)(wf_transport_t *t, const void *addresses, size_t stride);
 
     int (*mr_register)(wf_transport_t *t, void *ptr, size_t length, wf_mr_t *mr);
@@ -74,7 +74,7 @@ typedef struct wf_transport_ops {
                 wf_xfer_t *xfer);
     int (*recv)(wf_transport_t *t, int peer, uint64_t tag, void *buf, size_t length, void *desc,
                 wf_xfer_t *xfer);
-    /* Write length bytes to the peer's remote_addr/key; the peer sees immediate via on_remote_write. */
+    /* Write length bytes to the peer's remote_addr/key; the peer receives immediate in on_remote_write. */
     int (*write)(wf_transport_t *t, int peer, const void *buf, size_t length, void *desc,
                  uint64_t remote_addr, uint64_t key, uint32_t immediate, wf_xfer_t *xfer);
 

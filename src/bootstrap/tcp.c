@@ -170,9 +170,9 @@ static weft_result_t tcp_barrier(wf_bootstrap_t *base)
 }
 
 /*
- * Report, without blocking, whether the root has given up on the job since the last operation:
- * between rounds the root sends nothing but an ERROR frame (for example when a rank was lost),
- * and a closed connection means the root's process is gone.
+ * Report, without blocking, whether the root has given up on the job since the last operation.
+ * Between rounds the root sends nothing but an ERROR frame (for example when a rank was lost), and
+ * a closed connection means the root's process is gone.
  */
 static weft_result_t tcp_check(wf_bootstrap_t *base)
 {
@@ -198,8 +198,8 @@ static void tcp_destroy(wf_bootstrap_t *base)
     if (!b)
         return;
     /*
-     * BYE tells the root this close is deliberate; a close without it means the process died, and
-     * the root then fails every other rank at once. Best effort: a broken connection needs no BYE.
+     * BYE marks this close as deliberate. A close without it means the process died, and the root
+     * then fails every other rank at once. Best effort: a broken connection needs no BYE.
      */
     if (b->fd >= 0 && b->broken == WEFT_SUCCESS && !base->skip_goodbye) {
         unsigned char header[WF_FRAME_HEADER_SIZE];

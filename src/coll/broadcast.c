@@ -1,10 +1,10 @@
 /*
  * Pipelined chain broadcast for large messages: zero-copy into every rank's buffer.
  *
- * Ranks form a chain in ring order starting at the root. Each rank but the root tells its
- * predecessor where its buffer is; the predecessor RDMA-writes chunk after chunk straight into it,
- * and each chunk is forwarded as soon as its arrival counter says it is complete, so every link is
- * busy at once after the first chunks. Time is about (bytes + (n - 2) * chunk) / bandwidth.
+ * Ranks form a chain in ring order starting at the root. Each rank but the root sends its
+ * predecessor the location of its buffer. The predecessor RDMA-writes chunk after chunk straight
+ * into it, and each chunk is forwarded as soon as its arrival counter shows it complete, so every
+ * link is busy at once after the first chunks. Time is about (bytes + (n - 2) * chunk) / bandwidth.
  */
 #include <stdlib.h>
 

@@ -1,7 +1,7 @@
 /*
  * Ring all-gather for large blocks: zero-copy into the final buffer.
  *
- * Each rank tells its left neighbour where its recvbuf lives; in step s it RDMA-writes block
+ * Each rank sends its left neighbour the location of its recvbuf. In step s it RDMA-writes block
  * (rank - s) straight into the same place of the right neighbour's recvbuf, from its own recvbuf
  * (the caller has put the own block in place). One arrival counter per block tells the receiver
  * when a block is complete and may be forwarded.

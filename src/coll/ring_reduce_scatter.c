@@ -6,8 +6,8 @@
  * receives block r and writes the finished result into recvbuf. Blocks are cut into chunks of
  * WEFT_CHUNK_SIZE bytes and the loops run chunk-major (all steps of chunk 0, then of chunk 1, ...),
  * so a chunk's forward depends only on the chunk just before it on the same link. With at least
- * two slots per link that order cannot deadlock, which a step-major order with more chunks than
- * slots would.
+ * two slots per link (WF_STREAM_SLOTS is 8) that order cannot deadlock. A step-major order would
+ * deadlock as soon as a block has more chunks than there are slots.
  *
  * Data moves by RDMA write into the right neighbour's slots: step 0 straight from sendbuf (or from
  * a staging slot when partials need a wider type), later steps from the slot the chunk arrived

@@ -1,7 +1,7 @@
 /*
- * Element counts and byte offsets past 2^31: a uint8 all-reduce sum of 2^31 + 11 elements in
- * place, and a uint8 all-gather of 2^30 + 5 elements per rank, so that with 3 ranks the last
- * block starts past byte 2^31. Needs about 2.2 GB per rank for the all-reduce and 3.3 GB per
+ * Element counts and byte offsets past 2^31. A uint8 all-reduce sums 2^31 + 11 elements in place,
+ * and a uint8 all-gather moves 2^30 + 5 elements per rank, so with 3 ranks the last block starts
+ * past byte 2^31. Needs about 2.2 GB per rank for the all-reduce and 3.3 GB per
  * rank for the all-gather. Inputs are formulas of (rank, index); every index is checked.
  */
 #include <stdint.h>

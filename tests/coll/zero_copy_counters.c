@@ -9,8 +9,8 @@
  *   block but the rank's own, the all-gather every block but the right neighbour's, so
  *   2S - b_r - b_{r+1} bytes, with no staged copy;
  * - broadcast of S bytes: every rank but the last of the chain writes S bytes;
- * - all-reduce bfloat16: only ring step 0, which sends the rank's own raw block r - 1, converts it to
- *   float32 partials through a staging slot; every later step reduces into the receiving slot.
+ * - all-reduce bfloat16: only ring step 0 stages. It sends the rank's own raw block r - 1, converted
+ *   to float32 partials in a staging slot, and every later step reduces into the receiving slot.
  * Results are checked too, so a counter cannot pass on a wrong result.
  */
 #include <stdint.h>

@@ -123,7 +123,7 @@ static int handle_entry(struct wf_transport *t, const struct fi_cq_data_entry *e
 {
     /*
      * An incoming fi_writedata is reported with FI_REMOTE_WRITE | FI_REMOTE_CQ_DATA and is tied to
-     * no posted operation. fi_cq(3) says op_context is then undefined, not NULL: shm of libfabric
+     * no posted operation. fi_cq(3) states that op_context is then undefined, not NULL: shm of libfabric
      * 1.17 leaves garbage in it for large writes, so the flags decide, never the context.
      */
     if (entry->flags & FI_REMOTE_WRITE) {
