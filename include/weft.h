@@ -29,10 +29,6 @@ extern "C" {
 #define WEFT_API
 #endif
 
-/*
- * NOTE: WEFT_IN_PROGRESS belongs to non-blocking requests, which this version does not have yet;
- * no call returns it today.
- */
 typedef enum {
     WEFT_SUCCESS = 0,
     WEFT_IN_PROGRESS,          /* weft_test: the request has not completed yet */
@@ -69,6 +65,9 @@ typedef enum {
 typedef enum { WEFT_SUM, WEFT_PROD, WEFT_MIN, WEFT_MAX, WEFT_AVG } weft_op_t;
 
 typedef struct weft_comm *weft_comm_t;
+
+/* A non-blocking collective in flight; weft_wait releases it. */
+typedef struct weft_request *weft_request_t;
 
 /* Opaque rendezvous token: create it on one process, send its bytes to every rank yourself. */
 typedef struct {
@@ -205,6 +204,41 @@ WEFT_API weft_result_t weft_allreduce_multi(void *const *bufs, const size_t *cou
 
 /* Return on every rank only after every rank has entered the barrier. */
 WEFT_API weft_result_t weft_barrier(weft_comm_t comm);
+
+/*
+ * Non-blocking forms. Same arguments as the blocking call plus *request; buffers (and the v-form's
+ * arrays, which are copied) must stay untouched until the request completes. Any number may be
+ * outstanding. On one communicator they complete in the order they were issued, and a blocking
+ * call issued meanwhile runs after them. They advance inside weft_test, weft_wait and blocking
+ * calls of the same thread, or all the time with WEFT_PROGRESS_THREAD=1. An argument error is
+ * returned at once, with *request set to NULL.
+ */
+WEFT_API weft_result_t weft_iallreduce(const void *sendbuf, void *recvbuf, size_t count, weft_datatype_t datatype,
+                                       weft_op_t op, weft_comm_t comm, weft_request_t *request);
+WEFT_API weft_result_t weft_iallgather(const void *sendbuf, void *recvbuf, size_t sendcount,
+                                       weft_datatype_t datatype, weft_comm_t comm, weft_request_t *request);
+WEFT_API weft_result_t weft_ireduce_scatter(const void *sendbuf, void *recvbuf, size_t recvcount,
+                                            weft_datatype_t datatype, weft_op_t op, weft_comm_t comm,
+                                            weft_request_t *request);
+WEFT_API weft_result_t weft_ibroadcast(void *buf, size_t count, weft_datatype_t datatype, int root,
+                                       weft_comm_t comm, weft_request_t *request);
+WEFT_API weft_result_t weft_ibarrier(weft_comm_t comm, weft_request_t *request);
+WEFT_API weft_result_t weft_iallgatherv(const void *sendbuf, size_t sendcount, void *recvbuf,
+                                        const size_t *recvcounts, const size_t *displs, weft_datatype_t datatype,
+                                        weft_comm_t comm, weft_request_t *request);
+
+/*
+ * Advance the request a little and return WEFT_IN_PROGRESS, or its result once it completed
+ * (WEFT_SUCCESS or the collective's error). Does not release the request: call weft_wait.
+ */
+WEFT_API weft_result_t weft_test(weft_request_t request);
+
+/*
+ * Block until the request completed, release it and return its result. Requests may be waited on
+ * in any order; waiting on one also completes the requests issued before it on its communicator.
+ * A request stays valid after weft_comm_destroy (which completes it) until it is waited on.
+ */
+WEFT_API weft_result_t weft_wait(weft_request_t request);
 
 #ifdef __cplusplus
 }

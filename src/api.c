@@ -173,53 +173,80 @@ weft_result_t wf_allreduce_checked(weft_comm_t comm, const void *sendbuf, void *
     return result;
 }
 
-WEFT_API weft_result_t weft_allreduce(const void *sendbuf, void *recvbuf, size_t count, weft_datatype_t datatype,
-                                      weft_op_t op, weft_comm_t comm)
+/* A non-blocking call needs somewhere to put its request. */
+static weft_result_t check_request(weft_comm_t comm, const char *name, weft_request_t *request)
 {
-    const char *name = "weft_allreduce";
+    if (request == NULL)
+        return wf_comm_invalid(comm, "%s on rank %d: request is NULL; pass the address of a weft_request_t", name,
+                               comm->rank);
+    *request = NULL;
+    return WEFT_SUCCESS;
+}
+
+/* Checks shared by the blocking and non-blocking entry points of each collective. */
+static weft_result_t check_call(weft_comm_t comm, const char *name, weft_request_t *request, int nonblocking)
+{
     weft_result_t result = wf_check_comm(comm, name);
+    if (result == WEFT_SUCCESS && nonblocking)
+        result = check_request(comm, name, request);
+    return result;
+}
+
+static weft_result_t run_allreduce(weft_comm_t comm, const wf_op_t *op)
+{
+    return wf_allreduce_checked(comm, op->sendbuf, op->recvbuf, op->count, &op->plan);
+}
+
+static weft_result_t start_allreduce(const char *name, const void *sendbuf, void *recvbuf, size_t count,
+                                     weft_datatype_t datatype, weft_op_t op, weft_comm_t comm, weft_request_t *request,
+                                     int nonblocking)
+{
+    weft_result_t result = check_call(comm, name, request, nonblocking);
     if (result == WEFT_SUCCESS)
         result = wf_check_type(comm, name, datatype, count, 1);
     if (result == WEFT_SUCCESS)
         result = wf_check_op(comm, name, op);
-    if (result != WEFT_SUCCESS || count == 0)
+    if (result != WEFT_SUCCESS)
         return result;
-    size_t size = wf_datatype_size(datatype), bytes = count * size;
-    if ((result = wf_check_buffer(comm, name, "sendbuf", sendbuf)) != WEFT_SUCCESS ||
-        (result = wf_check_buffer(comm, name, "recvbuf", recvbuf)) != WEFT_SUCCESS)
-        return result;
-    if (sendbuf != recvbuf &&
-        (result = wf_check_overlap(comm, name, sendbuf, bytes, recvbuf, bytes, "sendbuf == recvbuf")) != WEFT_SUCCESS)
-        return result;
-    wf_reduce_plan_t plan;
-    if ((result = wf_plan_for(comm, name, datatype, op, &plan)) != WEFT_SUCCESS)
-        return result;
-
-    return wf_allreduce_checked(comm, sendbuf, recvbuf, count, &plan);
+    wf_op_t call = {.run = NULL, .sendbuf = sendbuf, .recvbuf = recvbuf, .count = count, .datatype = datatype,
+                    .reduce_op = op};
+    if (count > 0) {
+        size_t bytes = count * wf_datatype_size(datatype);
+        if ((result = wf_check_buffer(comm, name, "sendbuf", sendbuf)) != WEFT_SUCCESS ||
+            (result = wf_check_buffer(comm, name, "recvbuf", recvbuf)) != WEFT_SUCCESS)
+            return result;
+        if (sendbuf != recvbuf && (result = wf_check_overlap(comm, name, sendbuf, bytes, recvbuf, bytes,
+                                                             "sendbuf == recvbuf")) != WEFT_SUCCESS)
+            return result;
+        if ((result = wf_plan_for(comm, name, datatype, op, &call.plan)) != WEFT_SUCCESS)
+            return result;
+        call.run = run_allreduce;
+    }
+    return wf_exec_submit(comm, &call, request);
 }
 
-WEFT_API weft_result_t weft_allgather(const void *sendbuf, void *recvbuf, size_t sendcount, weft_datatype_t datatype,
-                                      weft_comm_t comm)
+WEFT_API weft_result_t weft_allreduce(const void *sendbuf, void *recvbuf, size_t count, weft_datatype_t datatype,
+                                      weft_op_t op, weft_comm_t comm)
 {
-    const char *name = "weft_allgather";
-    weft_result_t result = wf_check_comm(comm, name);
-    if (result == WEFT_SUCCESS)
-        result = wf_check_type(comm, name, datatype, sendcount, (size_t)comm->nranks);
-    if (result != WEFT_SUCCESS || sendcount == 0)
-        return result;
+    return start_allreduce("weft_allreduce", sendbuf, recvbuf, count, datatype, op, comm, NULL, 0);
+}
+
+WEFT_API weft_result_t weft_iallreduce(const void *sendbuf, void *recvbuf, size_t count, weft_datatype_t datatype,
+                                       weft_op_t op, weft_comm_t comm, weft_request_t *request)
+{
+    return start_allreduce("weft_iallreduce", sendbuf, recvbuf, count, datatype, op, comm, request, 1);
+}
+
+static weft_result_t run_allgather(weft_comm_t comm, const wf_op_t *op)
+{
     int n = comm->nranks;
-    size_t block = sendcount * wf_datatype_size(datatype), total = block * (size_t)n;
-    char *own = (char *)recvbuf + block * (size_t)comm->rank;
-    if ((result = wf_check_buffer(comm, name, "sendbuf", sendbuf)) != WEFT_SUCCESS ||
-        (result = wf_check_buffer(comm, name, "recvbuf", recvbuf)) != WEFT_SUCCESS)
-        return result;
-    if (sendbuf != own && (result = wf_check_overlap(comm, name, sendbuf, block, recvbuf, total,
-                                                  "sendbuf == recvbuf + rank*sendcount")) != WEFT_SUCCESS)
-        return result;
+    size_t block = op->count * wf_datatype_size(op->datatype), total = block * (size_t)n;
+    char *own = (char *)op->recvbuf + block * (size_t)comm->rank;
+    weft_result_t result;
 
     wf_coll_begin(comm, "allgather");
-    if (sendbuf != own) {
-        memcpy(own, sendbuf, block);
+    if (op->sendbuf != own) {
+        memcpy(own, op->sendbuf, block);
         comm->stats.local_copy_bytes += block;
     }
     wf_algo_t algo = wf_choose_algorithm(comm, COLL_ALLGATHER, block, total);
@@ -234,42 +261,60 @@ WEFT_API weft_result_t weft_allgather(const void *sendbuf, void *recvbuf, size_t
         offsets[r] = block * (size_t)r;
     }
     if (algo == ALGO_DIRECT)
-        result = wf_allgather_direct(comm, recvbuf, bytes, offsets);
+        result = wf_allgather_direct(comm, op->recvbuf, bytes, offsets);
     else
-        result = wf_ring_allgather(comm, recvbuf, total, bytes, offsets);
+        result = wf_ring_allgather(comm, op->recvbuf, total, bytes, offsets);
     free(bytes);
     return result;
 }
 
-WEFT_API weft_result_t weft_reduce_scatter(const void *sendbuf, void *recvbuf, size_t recvcount,
-                                           weft_datatype_t datatype, weft_op_t op, weft_comm_t comm)
+static weft_result_t start_allgather(const char *name, const void *sendbuf, void *recvbuf, size_t sendcount,
+                                     weft_datatype_t datatype, weft_comm_t comm, weft_request_t *request,
+                                     int nonblocking)
 {
-    const char *name = "weft_reduce_scatter";
-    weft_result_t result = wf_check_comm(comm, name);
+    weft_result_t result = check_call(comm, name, request, nonblocking);
     if (result == WEFT_SUCCESS)
-        result = wf_check_type(comm, name, datatype, recvcount, (size_t)comm->nranks);
-    if (result == WEFT_SUCCESS)
-        result = wf_check_op(comm, name, op);
-    if (result != WEFT_SUCCESS || recvcount == 0)
+        result = wf_check_type(comm, name, datatype, sendcount, (size_t)comm->nranks);
+    if (result != WEFT_SUCCESS)
         return result;
+    wf_op_t call = {.run = NULL, .sendbuf = sendbuf, .recvbuf = recvbuf, .count = sendcount, .datatype = datatype};
+    if (sendcount > 0) {
+        size_t block = sendcount * wf_datatype_size(datatype), total = block * (size_t)comm->nranks;
+        char *own = (char *)recvbuf + block * (size_t)comm->rank;
+        if ((result = wf_check_buffer(comm, name, "sendbuf", sendbuf)) != WEFT_SUCCESS ||
+            (result = wf_check_buffer(comm, name, "recvbuf", recvbuf)) != WEFT_SUCCESS)
+            return result;
+        if (sendbuf != own && (result = wf_check_overlap(comm, name, sendbuf, block, recvbuf, total,
+                                                         "sendbuf == recvbuf + rank*sendcount")) != WEFT_SUCCESS)
+            return result;
+        call.run = run_allgather;
+    }
+    return wf_exec_submit(comm, &call, request);
+}
+
+WEFT_API weft_result_t weft_allgather(const void *sendbuf, void *recvbuf, size_t sendcount, weft_datatype_t datatype,
+                                      weft_comm_t comm)
+{
+    return start_allgather("weft_allgather", sendbuf, recvbuf, sendcount, datatype, comm, NULL, 0);
+}
+
+WEFT_API weft_result_t weft_iallgather(const void *sendbuf, void *recvbuf, size_t sendcount,
+                                       weft_datatype_t datatype, weft_comm_t comm, weft_request_t *request)
+{
+    return start_allgather("weft_iallgather", sendbuf, recvbuf, sendcount, datatype, comm, request, 1);
+}
+
+static weft_result_t run_reduce_scatter(weft_comm_t comm, const wf_op_t *op)
+{
     int n = comm->nranks;
-    size_t size = wf_datatype_size(datatype), block = recvcount * size, total = block * (size_t)n;
-    const char *in_place = (const char *)sendbuf + block * (size_t)comm->rank;
-    if ((result = wf_check_buffer(comm, name, "sendbuf", sendbuf)) != WEFT_SUCCESS ||
-        (result = wf_check_buffer(comm, name, "recvbuf", recvbuf)) != WEFT_SUCCESS)
-        return result;
-    if (recvbuf != in_place && (result = wf_check_overlap(comm, name, sendbuf, total, recvbuf, block,
-                                                       "recvbuf == sendbuf + rank*recvcount")) != WEFT_SUCCESS)
-        return result;
-    wf_reduce_plan_t plan;
-    if ((result = wf_plan_for(comm, name, datatype, op, &plan)) != WEFT_SUCCESS)
-        return result;
+    size_t block = op->count * op->plan.user_size, total = block * (size_t)n;
+    weft_result_t result;
 
     wf_coll_begin(comm, "reduce_scatter");
     wf_algo_t algo = wf_choose_algorithm(comm, COLL_REDUCE_SCATTER, block, total);
     if (algo == ALGO_LOCAL) {
-        if (recvbuf != sendbuf)
-            memcpy(recvbuf, sendbuf, block);
+        if (op->recvbuf != op->sendbuf)
+            memcpy(op->recvbuf, op->sendbuf, block);
         return WEFT_SUCCESS;
     }
     size_t *counts = wf_block_tables(comm, 2);
@@ -277,50 +322,121 @@ WEFT_API weft_result_t weft_reduce_scatter(const void *sendbuf, void *recvbuf, s
         return comm->failure;
     size_t *offsets = counts + n;
     for (int r = 0; r < n; r++) {
-        counts[r] = recvcount;
-        offsets[r] = recvcount * (size_t)r;
+        counts[r] = op->count;
+        offsets[r] = op->count * (size_t)r;
     }
     if (algo == ALGO_DIRECT)
-        result = wf_reduce_scatter_direct(comm, sendbuf, recvbuf, counts, offsets, &plan);
+        result = wf_reduce_scatter_direct(comm, op->sendbuf, op->recvbuf, counts, offsets, &op->plan);
     else
-        result = wf_ring_reduce_scatter(comm, sendbuf, recvbuf, counts, offsets, &plan);
+        result = wf_ring_reduce_scatter(comm, op->sendbuf, op->recvbuf, counts, offsets, &op->plan);
     free(counts);
     return result;
 }
 
-WEFT_API weft_result_t weft_broadcast(void *buf, size_t count, weft_datatype_t datatype, int root, weft_comm_t comm)
+static weft_result_t start_reduce_scatter(const char *name, const void *sendbuf, void *recvbuf, size_t recvcount,
+                                          weft_datatype_t datatype, weft_op_t op, weft_comm_t comm,
+                                          weft_request_t *request, int nonblocking)
 {
-    const char *name = "weft_broadcast";
-    weft_result_t result = wf_check_comm(comm, name);
+    weft_result_t result = check_call(comm, name, request, nonblocking);
     if (result == WEFT_SUCCESS)
-        result = wf_check_type(comm, name, datatype, count, 1);
-    if (result == WEFT_SUCCESS && (root < 0 || root >= comm->nranks))
-        result = wf_comm_invalid(comm, "%s on rank %d: root %d is outside 0..%d", name, comm->rank, root,
-                                 comm->nranks - 1);
-    if (result != WEFT_SUCCESS || count == 0)
+        result = wf_check_type(comm, name, datatype, recvcount, (size_t)comm->nranks);
+    if (result == WEFT_SUCCESS)
+        result = wf_check_op(comm, name, op);
+    if (result != WEFT_SUCCESS)
         return result;
-    if ((result = wf_check_buffer(comm, name, "buf", buf)) != WEFT_SUCCESS)
-        return result;
+    wf_op_t call = {.run = NULL, .sendbuf = sendbuf, .recvbuf = recvbuf, .count = recvcount, .datatype = datatype,
+                    .reduce_op = op};
+    if (recvcount > 0) {
+        size_t block = recvcount * wf_datatype_size(datatype), total = block * (size_t)comm->nranks;
+        const char *in_place = (const char *)sendbuf + block * (size_t)comm->rank;
+        if ((result = wf_check_buffer(comm, name, "sendbuf", sendbuf)) != WEFT_SUCCESS ||
+            (result = wf_check_buffer(comm, name, "recvbuf", recvbuf)) != WEFT_SUCCESS)
+            return result;
+        if (recvbuf != in_place && (result = wf_check_overlap(comm, name, sendbuf, total, recvbuf, block,
+                                                              "recvbuf == sendbuf + rank*recvcount")) != WEFT_SUCCESS)
+            return result;
+        if ((result = wf_plan_for(comm, name, datatype, op, &call.plan)) != WEFT_SUCCESS)
+            return result;
+        call.run = run_reduce_scatter;
+    }
+    return wf_exec_submit(comm, &call, request);
+}
 
-    size_t bytes = count * wf_datatype_size(datatype);
+WEFT_API weft_result_t weft_reduce_scatter(const void *sendbuf, void *recvbuf, size_t recvcount,
+                                           weft_datatype_t datatype, weft_op_t op, weft_comm_t comm)
+{
+    return start_reduce_scatter("weft_reduce_scatter", sendbuf, recvbuf, recvcount, datatype, op, comm, NULL, 0);
+}
+
+WEFT_API weft_result_t weft_ireduce_scatter(const void *sendbuf, void *recvbuf, size_t recvcount,
+                                            weft_datatype_t datatype, weft_op_t op, weft_comm_t comm,
+                                            weft_request_t *request)
+{
+    return start_reduce_scatter("weft_ireduce_scatter", sendbuf, recvbuf, recvcount, datatype, op, comm, request, 1);
+}
+
+static weft_result_t run_broadcast(weft_comm_t comm, const wf_op_t *op)
+{
+    size_t bytes = op->count * wf_datatype_size(op->datatype);
     wf_coll_begin(comm, "broadcast");
     switch (wf_choose_algorithm(comm, COLL_BROADCAST, bytes, bytes)) {
     case ALGO_LOCAL:
         return WEFT_SUCCESS;
     case ALGO_DIRECT:
-        return wf_broadcast_direct(comm, buf, bytes, root);
+        return wf_broadcast_direct(comm, op->recvbuf, bytes, op->root);
     default:
-        return wf_chain_broadcast(comm, buf, bytes, root);
+        return wf_chain_broadcast(comm, op->recvbuf, bytes, op->root);
     }
 }
 
-WEFT_API weft_result_t weft_barrier(weft_comm_t comm)
+static weft_result_t start_broadcast(const char *name, void *buf, size_t count, weft_datatype_t datatype, int root,
+                                     weft_comm_t comm, weft_request_t *request, int nonblocking)
 {
-    weft_result_t result = wf_check_comm(comm, "weft_barrier");
+    weft_result_t result = check_call(comm, name, request, nonblocking);
+    if (result == WEFT_SUCCESS)
+        result = wf_check_type(comm, name, datatype, count, 1);
+    if (result == WEFT_SUCCESS && (root < 0 || root >= comm->nranks))
+        result = wf_comm_invalid(comm, "%s on rank %d: root %d is outside 0..%d", name, comm->rank, root,
+                                 comm->nranks - 1);
+    if (result == WEFT_SUCCESS && count > 0)
+        result = wf_check_buffer(comm, name, "buf", buf);
     if (result != WEFT_SUCCESS)
         return result;
+    wf_op_t call = {.run = count > 0 ? run_broadcast : NULL, .recvbuf = buf, .count = count, .datatype = datatype,
+                    .root = root};
+    return wf_exec_submit(comm, &call, request);
+}
+
+WEFT_API weft_result_t weft_broadcast(void *buf, size_t count, weft_datatype_t datatype, int root, weft_comm_t comm)
+{
+    return start_broadcast("weft_broadcast", buf, count, datatype, root, comm, NULL, 0);
+}
+
+WEFT_API weft_result_t weft_ibroadcast(void *buf, size_t count, weft_datatype_t datatype, int root, weft_comm_t comm,
+                                       weft_request_t *request)
+{
+    return start_broadcast("weft_ibroadcast", buf, count, datatype, root, comm, request, 1);
+}
+
+static weft_result_t run_barrier(weft_comm_t comm, const wf_op_t *op)
+{
+    (void)op;
     wf_coll_begin(comm, "barrier");
     if (wf_choose_algorithm(comm, COLL_BARRIER, 0, 0) == ALGO_LOCAL)
         return WEFT_SUCCESS;
     return wf_dissemination_barrier(comm);
+}
+
+WEFT_API weft_result_t weft_barrier(weft_comm_t comm)
+{
+    weft_result_t result = check_call(comm, "weft_barrier", NULL, 0);
+    wf_op_t call = {.run = run_barrier};
+    return result != WEFT_SUCCESS ? result : wf_exec_submit(comm, &call, NULL);
+}
+
+WEFT_API weft_result_t weft_ibarrier(weft_comm_t comm, weft_request_t *request)
+{
+    weft_result_t result = check_call(comm, "weft_ibarrier", request, 1);
+    wf_op_t call = {.run = run_barrier};
+    return result != WEFT_SUCCESS ? result : wf_exec_submit(comm, &call, request);
 }

@@ -73,6 +73,42 @@ static weft_result_t flush_pack(weft_comm_t comm, pack_t *pack, void *const *buf
     return result;
 }
 
+static weft_result_t run_multi(weft_comm_t comm, const wf_op_t *op)
+{
+    void *const *bufs = op->bufs;
+    const size_t *counts = op->counts;
+    size_t size = op->plan.user_size, small_limit = SMALL_CHUNKS * comm->chunk_size;
+    weft_result_t result = WEFT_SUCCESS;
+    pack_t pack = {comm->pack_buffer, PACK_CHUNKS * comm->chunk_size, 0, NULL, 0};
+    if (pack.data == NULL) {
+        pack.data = comm->pack_buffer = aligned_alloc(4096, pack.capacity);
+        comm->pack_buffer_size = pack.capacity;
+    }
+    pack.members = malloc((unsigned)op->nbufs * sizeof(int));
+    if (pack.data == NULL || pack.members == NULL)
+        result = wf_comm_fail(comm, WEFT_ERR_NO_MEMORY, "allreduce_multi on rank %d: cannot allocate a %zu-byte pack",
+                              comm->rank, pack.capacity);
+
+    for (int i = 0; i < op->nbufs && result == WEFT_SUCCESS; i++) {
+        size_t bytes = counts[i] * size;
+        if (bytes == 0)
+            continue;
+        if (bytes >= small_limit) {
+            result = wf_allreduce_checked(comm, bufs[i], bufs[i], counts[i], &op->plan);
+            continue;
+        }
+        if (pack.used + bytes > pack.capacity)
+            result = flush_pack(comm, &pack, bufs, counts, &op->plan);
+        memcpy(pack.data + pack.used, bufs[i], bytes);
+        pack.used += bytes;
+        pack.members[pack.nmembers++] = i;
+    }
+    if (result == WEFT_SUCCESS)
+        result = flush_pack(comm, &pack, bufs, counts, &op->plan);
+    free(pack.members);
+    return result;
+}
+
 WEFT_API weft_result_t weft_allreduce_multi(void *const *bufs, const size_t *counts, int nbufs,
                                             weft_datatype_t datatype, weft_op_t op, weft_comm_t comm)
 {
@@ -90,38 +126,11 @@ WEFT_API weft_result_t weft_allreduce_multi(void *const *bufs, const size_t *cou
         return wf_comm_invalid(comm, "%s on rank %d: %s is NULL with nbufs %d", name, comm->rank,
                                bufs == NULL ? "bufs" : "counts", nbufs);
     size_t size = wf_datatype_size(datatype);
-    wf_reduce_plan_t plan;
+    wf_op_t call = {.run = run_multi, .datatype = datatype, .reduce_op = op, .counts = counts, .bufs = bufs,
+                    .nbufs = nbufs};
     if ((result = check_buffers(comm, name, bufs, counts, nbufs, size)) != WEFT_SUCCESS ||
-        (result = wf_plan_for(comm, name, datatype, op, &plan)) != WEFT_SUCCESS)
+        (result = wf_plan_for(comm, name, datatype, op, &call.plan)) != WEFT_SUCCESS)
         return result;
-
-    size_t small_limit = SMALL_CHUNKS * comm->chunk_size;
-    pack_t pack = {comm->pack_buffer, PACK_CHUNKS * comm->chunk_size, 0, NULL, 0};
-    if (pack.data == NULL) {
-        pack.data = comm->pack_buffer = aligned_alloc(4096, pack.capacity);
-        comm->pack_buffer_size = pack.capacity;
-    }
-    pack.members = malloc((unsigned)nbufs * sizeof(int));
-    if (pack.data == NULL || pack.members == NULL)
-        result = wf_comm_fail(comm, WEFT_ERR_NO_MEMORY, "%s on rank %d: cannot allocate a %zu-byte pack", name,
-                              comm->rank, pack.capacity);
-
-    for (int i = 0; i < nbufs && result == WEFT_SUCCESS; i++) {
-        size_t bytes = counts[i] * size;
-        if (bytes == 0)
-            continue;
-        if (bytes >= small_limit) {
-            result = wf_allreduce_checked(comm, bufs[i], bufs[i], counts[i], &plan);
-            continue;
-        }
-        if (pack.used + bytes > pack.capacity)
-            result = flush_pack(comm, &pack, bufs, counts, &plan);
-        memcpy(pack.data + pack.used, bufs[i], bytes);
-        pack.used += bytes;
-        pack.members[pack.nmembers++] = i;
-    }
-    if (result == WEFT_SUCCESS)
-        result = flush_pack(comm, &pack, bufs, counts, &plan);
-    free(pack.members);
-    return result;
+    return wf_exec_submit(comm, &call, NULL);
 }
+

@@ -45,11 +45,53 @@ static weft_result_t check_layout(weft_comm_t comm, const char *name, const size
     return result;
 }
 
-WEFT_API weft_result_t weft_allgatherv(const void *sendbuf, size_t sendcount, void *recvbuf, const size_t *recvcounts,
-                                       const size_t *displs, weft_datatype_t datatype, weft_comm_t comm)
+static weft_result_t run_allgatherv(weft_comm_t comm, const wf_op_t *op)
 {
-    const char *name = "weft_allgatherv";
+    const size_t *recvcounts = op->counts, *displs = op->displs;
+    size_t size = wf_datatype_size(op->datatype), own_bytes = op->count * size, total = 0, largest = 0;
+    char *own = (char *)op->recvbuf + displs[comm->rank] * size;
+    weft_result_t result = WEFT_SUCCESS;
+
+    wf_coll_begin(comm, "allgatherv");
+    if (own_bytes > 0 && op->sendbuf != own) {
+        memcpy(own, op->sendbuf, own_bytes);
+        comm->stats.local_copy_bytes += own_bytes;
+    }
+    size_t *bytes = wf_block_tables(comm, 2);
+    if (bytes == NULL)
+        return comm->failure;
+    size_t *offsets = bytes + comm->nranks;
+    for (int r = 0; r < comm->nranks; r++) {
+        bytes[r] = recvcounts[r] * size;
+        offsets[r] = displs[r] * size;
+        largest = bytes[r] > largest ? bytes[r] : largest;
+        if (bytes[r] > 0 && offsets[r] + bytes[r] > total)
+            total = offsets[r] + bytes[r];
+    }
+    switch (wf_choose_algorithm(comm, COLL_ALLGATHER, largest, total)) {
+    case ALGO_LOCAL:
+        break;
+    case ALGO_DIRECT:
+        result = wf_allgather_direct(comm, op->recvbuf, bytes, offsets);
+        break;
+    default:
+        result = wf_ring_allgather(comm, op->recvbuf, total, bytes, offsets);
+        break;
+    }
+    free(bytes);
+    return result;
+}
+
+static weft_result_t start_allgatherv(const char *name, const void *sendbuf, size_t sendcount, void *recvbuf,
+                                      const size_t *recvcounts, const size_t *displs, weft_datatype_t datatype,
+                                      weft_comm_t comm, weft_request_t *request, int nonblocking)
+{
     weft_result_t result = wf_check_comm(comm, name);
+    if (result == WEFT_SUCCESS && nonblocking && request == NULL)
+        result = wf_comm_invalid(comm, "%s on rank %d: request is NULL; pass the address of a weft_request_t", name,
+                                 comm->rank);
+    if (result == WEFT_SUCCESS && nonblocking)
+        *request = NULL;
     if (result == WEFT_SUCCESS)
         result = wf_check_type(comm, name, datatype, sendcount, 1);
     if (result != WEFT_SUCCESS)
@@ -61,44 +103,73 @@ WEFT_API weft_result_t weft_allgatherv(const void *sendbuf, size_t sendcount, vo
         return wf_comm_invalid(comm, "%s on rank %d: sendcount %zu differs from recvcounts[%d] = %zu; they must be "
                                "equal", name, comm->rank, sendcount, comm->rank, recvcounts[comm->rank]);
     size_t size = wf_datatype_size(datatype), total;
-    if ((result = check_layout(comm, name, recvcounts, displs, size, &total)) != WEFT_SUCCESS || total == 0)
+    if ((result = check_layout(comm, name, recvcounts, displs, size, &total)) != WEFT_SUCCESS)
         return result;
-    size_t own_bytes = sendcount * size;
-    if ((result = wf_check_buffer(comm, name, "recvbuf", recvbuf)) != WEFT_SUCCESS)
-        return result;
-    char *own = (char *)recvbuf + displs[comm->rank] * size;
-    if (own_bytes > 0 && (result = wf_check_buffer(comm, name, "sendbuf", sendbuf)) != WEFT_SUCCESS)
-        return result;
-    if (own_bytes > 0 && sendbuf != own &&
-        (result = wf_check_overlap(comm, name, sendbuf, own_bytes, recvbuf, total * size,
-                                   "sendbuf == recvbuf + displs[rank]")) != WEFT_SUCCESS)
-        return result;
+    wf_op_t call = {.run = NULL, .sendbuf = sendbuf, .recvbuf = recvbuf, .count = sendcount, .datatype = datatype,
+                    .counts = recvcounts, .displs = displs};
+    if (total > 0) {
+        size_t own_bytes = sendcount * size;
+        if ((result = wf_check_buffer(comm, name, "recvbuf", recvbuf)) != WEFT_SUCCESS)
+            return result;
+        char *own = (char *)recvbuf + displs[comm->rank] * size;
+        if (own_bytes > 0 && (result = wf_check_buffer(comm, name, "sendbuf", sendbuf)) != WEFT_SUCCESS)
+            return result;
+        if (own_bytes > 0 && sendbuf != own &&
+            (result = wf_check_overlap(comm, name, sendbuf, own_bytes, recvbuf, total * size,
+                                       "sendbuf == recvbuf + displs[rank]")) != WEFT_SUCCESS)
+            return result;
+        call.run = run_allgatherv;
+    } else {
+        call.counts = call.displs = NULL; /* nothing to run, so no arrays to copy */
+    }
+    return wf_exec_submit(comm, &call, request);
+}
 
-    wf_coll_begin(comm, "allgatherv");
-    if (own_bytes > 0 && sendbuf != own) {
-        memcpy(own, sendbuf, own_bytes);
-        comm->stats.local_copy_bytes += own_bytes;
-    }
-    size_t *bytes = wf_block_tables(comm, 2), largest = 0;
-    if (bytes == NULL)
+WEFT_API weft_result_t weft_allgatherv(const void *sendbuf, size_t sendcount, void *recvbuf, const size_t *recvcounts,
+                                       const size_t *displs, weft_datatype_t datatype, weft_comm_t comm)
+{
+    return start_allgatherv("weft_allgatherv", sendbuf, sendcount, recvbuf, recvcounts, displs, datatype, comm, NULL,
+                            0);
+}
+
+WEFT_API weft_result_t weft_iallgatherv(const void *sendbuf, size_t sendcount, void *recvbuf, const size_t *recvcounts,
+                                        const size_t *displs, weft_datatype_t datatype, weft_comm_t comm,
+                                        weft_request_t *request)
+{
+    return start_allgatherv("weft_iallgatherv", sendbuf, sendcount, recvbuf, recvcounts, displs, datatype, comm,
+                            request, 1);
+}
+
+static weft_result_t run_reduce_scatterv(weft_comm_t comm, const wf_op_t *op)
+{
+    int n = comm->nranks;
+    size_t size = op->plan.user_size;
+    size_t *counts = wf_block_tables(comm, 2);
+    if (counts == NULL)
         return comm->failure;
-    size_t *offsets = bytes + comm->nranks;
-    for (int r = 0; r < comm->nranks; r++) {
-        bytes[r] = recvcounts[r] * size;
-        offsets[r] = displs[r] * size;
-        largest = bytes[r] > largest ? bytes[r] : largest;
+    size_t *offsets = counts + n, total = 0, largest = 0;
+    for (int r = 0; r < n; r++) {
+        counts[r] = op->counts[r];
+        offsets[r] = total;
+        total += counts[r];
+        largest = counts[r] * size > largest ? counts[r] * size : largest;
     }
-    switch (wf_choose_algorithm(comm, COLL_ALLGATHER, largest, total * size)) {
+
+    weft_result_t result = WEFT_SUCCESS;
+    wf_coll_begin(comm, "reduce_scatterv");
+    switch (wf_choose_algorithm(comm, COLL_REDUCE_SCATTER, largest, total * size)) {
     case ALGO_LOCAL:
+        if (op->recvbuf != op->sendbuf)
+            memcpy(op->recvbuf, op->sendbuf, counts[comm->rank] * size);
         break;
     case ALGO_DIRECT:
-        result = wf_allgather_direct(comm, recvbuf, bytes, offsets);
+        result = wf_reduce_scatter_direct(comm, op->sendbuf, op->recvbuf, counts, offsets, &op->plan);
         break;
     default:
-        result = wf_ring_allgather(comm, recvbuf, total * size, bytes, offsets);
+        result = wf_ring_reduce_scatter(comm, op->sendbuf, op->recvbuf, counts, offsets, &op->plan);
         break;
     }
-    free(bytes);
+    free(counts);
     return result;
 }
 
@@ -116,51 +187,57 @@ WEFT_API weft_result_t weft_reduce_scatterv(const void *sendbuf, void *recvbuf, 
     if (result != WEFT_SUCCESS)
         return result;
 
-    int n = comm->nranks;
-    size_t size = wf_datatype_size(datatype);
-    size_t *counts = wf_block_tables(comm, 2);
-    if (counts == NULL)
-        return comm->failure;
-    size_t *offsets = counts + n, total = 0, largest = 0;
-    for (int r = 0; r < n && result == WEFT_SUCCESS; r++) {
+    size_t size = wf_datatype_size(datatype), total = 0, own_offset = 0;
+    for (int r = 0; r < comm->nranks; r++) {
         if (recvcounts[r] > SIZE_MAX / size - total)
-            result = wf_comm_invalid(comm, "%s on rank %d: the sum of recvcounts overflows at recvcounts[%d] = %zu",
-                                     name, comm->rank, r, recvcounts[r]);
-        counts[r] = recvcounts[r];
-        offsets[r] = total;
+            return wf_comm_invalid(comm, "%s on rank %d: the sum of recvcounts overflows at recvcounts[%d] = %zu",
+                                   name, comm->rank, r, recvcounts[r]);
+        own_offset = r == comm->rank ? total : own_offset;
         total += recvcounts[r];
-        largest = recvcounts[r] * size > largest ? recvcounts[r] * size : largest;
     }
-    size_t own_bytes = result == WEFT_SUCCESS ? counts[comm->rank] * size : 0;
+    size_t own_bytes = recvcounts[comm->rank] * size;
     if (result == WEFT_SUCCESS && total > 0)
         result = wf_check_buffer(comm, name, "sendbuf", sendbuf);
     if (result == WEFT_SUCCESS && own_bytes > 0)
         result = wf_check_buffer(comm, name, "recvbuf", recvbuf);
-    const char *in_place = result == WEFT_SUCCESS && total > 0 ? (const char *)sendbuf + offsets[comm->rank] * size : NULL;
-    if (result == WEFT_SUCCESS && own_bytes > 0 && recvbuf != in_place)
+    if (result == WEFT_SUCCESS && own_bytes > 0 && recvbuf != (const char *)sendbuf + own_offset * size)
         result = wf_check_overlap(comm, name, sendbuf, total * size, recvbuf, own_bytes,
                                   "recvbuf == sendbuf + (recvcounts[0] + ... + recvcounts[rank-1])");
-    wf_reduce_plan_t plan;
+    wf_op_t call = {.run = NULL, .sendbuf = sendbuf, .recvbuf = recvbuf, .datatype = datatype, .reduce_op = op,
+                    .counts = recvcounts};
     if (result == WEFT_SUCCESS)
-        result = wf_plan_for(comm, name, datatype, op, &plan);
-    if (result != WEFT_SUCCESS || total == 0) {
-        free(counts);
+        result = wf_plan_for(comm, name, datatype, op, &call.plan);
+    if (result != WEFT_SUCCESS || total == 0)
         return result;
+    call.run = run_reduce_scatterv;
+    return wf_exec_submit(comm, &call, NULL);
+}
+
+static weft_result_t run_reduce(weft_comm_t comm, const wf_op_t *op)
+{
+    size_t bytes = op->count * op->plan.user_size;
+    wf_coll_begin(comm, "reduce");
+    switch (wf_choose_algorithm(comm, COLL_REDUCE, bytes, bytes)) {
+    case ALGO_LOCAL:
+        if (op->sendbuf != op->recvbuf)
+            memcpy(op->recvbuf, op->sendbuf, bytes); /* one rank: every op is the identity */
+        return WEFT_SUCCESS;
+    case ALGO_DIRECT:
+        return wf_reduce_direct(comm, op->sendbuf, op->recvbuf, op->count, &op->plan, op->root);
+    default:
+        break;
     }
 
-    wf_coll_begin(comm, "reduce_scatterv");
-    switch (wf_choose_algorithm(comm, COLL_REDUCE_SCATTER, largest, total * size)) {
-    case ALGO_LOCAL:
-        if (recvbuf != sendbuf)
-            memcpy(recvbuf, sendbuf, own_bytes);
-        break;
-    case ALGO_DIRECT:
-        result = wf_reduce_scatter_direct(comm, sendbuf, recvbuf, counts, offsets, &plan);
-        break;
-    default:
-        result = wf_ring_reduce_scatter(comm, sendbuf, recvbuf, counts, offsets, &plan);
-        break;
+    int n = comm->nranks;
+    size_t *counts = wf_block_tables(comm, 2);
+    if (counts == NULL)
+        return comm->failure;
+    size_t *offsets = counts + n;
+    for (int r = 0; r < n; r++) {
+        counts[r] = wf_block_count(op->count, n, r);
+        offsets[r] = wf_block_offset(op->count, n, r);
     }
+    weft_result_t result = wf_ring_reduce(comm, op->sendbuf, op->recvbuf, counts, offsets, &op->plan, op->root);
     free(counts);
     return result;
 }
@@ -188,32 +265,9 @@ WEFT_API weft_result_t weft_reduce(const void *sendbuf, void *recvbuf, size_t co
     if (is_root && sendbuf != recvbuf &&
         (result = wf_check_overlap(comm, name, sendbuf, bytes, recvbuf, bytes, "sendbuf == recvbuf")) != WEFT_SUCCESS)
         return result;
-    wf_reduce_plan_t plan;
-    if ((result = wf_plan_for(comm, name, datatype, op, &plan)) != WEFT_SUCCESS)
+    wf_op_t call = {.run = run_reduce, .sendbuf = sendbuf, .recvbuf = recvbuf, .count = count, .datatype = datatype,
+                    .reduce_op = op, .root = root};
+    if ((result = wf_plan_for(comm, name, datatype, op, &call.plan)) != WEFT_SUCCESS)
         return result;
-
-    wf_coll_begin(comm, "reduce");
-    switch (wf_choose_algorithm(comm, COLL_REDUCE, bytes, bytes)) {
-    case ALGO_LOCAL:
-        if (sendbuf != recvbuf)
-            memcpy(recvbuf, sendbuf, bytes); /* one rank: every op is the identity */
-        return WEFT_SUCCESS;
-    case ALGO_DIRECT:
-        return wf_reduce_direct(comm, sendbuf, recvbuf, count, &plan, root);
-    default:
-        break;
-    }
-
-    int n = comm->nranks;
-    size_t *counts = wf_block_tables(comm, 2);
-    if (counts == NULL)
-        return comm->failure;
-    size_t *offsets = counts + n;
-    for (int r = 0; r < n; r++) {
-        counts[r] = wf_block_count(count, n, r);
-        offsets[r] = wf_block_offset(count, n, r);
-    }
-    result = wf_ring_reduce(comm, sendbuf, recvbuf, counts, offsets, &plan, root);
-    free(counts);
-    return result;
+    return wf_exec_submit(comm, &call, NULL);
 }

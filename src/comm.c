@@ -256,6 +256,8 @@ static weft_result_t comm_setup(weft_comm_t comm)
         result = setup_control(comm);
     if (result == WEFT_SUCCESS)
         result = wf_stream_init(comm);
+    if (result == WEFT_SUCCESS && (result = wf_exec_init(comm)) == WEFT_SUCCESS)
+        comm->exec_ready = 1;
     if (result == WEFT_SUCCESS)
         log_layout(comm);
     return result;
@@ -263,6 +265,9 @@ static weft_result_t comm_setup(weft_comm_t comm)
 
 static void comm_free(weft_comm_t comm)
 {
+    if (comm->exec_ready)
+        wf_exec_fini(comm);
+    comm->exec_ready = 0;
     if (comm->transport != NULL) {
         wf_stream_fini(comm);
         if (comm->eager_registered)
@@ -411,6 +416,10 @@ WEFT_API weft_result_t weft_comm_destroy(weft_comm_t comm)
         comm->failure = comm->failure != WEFT_SUCCESS ? comm->failure : WEFT_ERR_ABORTED;
         comm->bootstrap->skip_goodbye = 1; /* the other ranks learn at once that this rank left */
     }
+    /* Operations still queued run to completion (or fail) before anything is freed. */
+    if (comm->exec_ready)
+        wf_exec_fini(comm);
+    comm->exec_ready = 0;
     weft_result_t result = WEFT_SUCCESS;
     /* A healthy communicator agrees first, so no peer still writes into memory we free. */
     if (comm->failure == WEFT_SUCCESS && comm->nranks > 1) {

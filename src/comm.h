@@ -1,9 +1,11 @@
 /*
  * The communicator: everything one group of ranks shares, and the progress engine that drives it.
  *
- * Collectives are blocking for now. A call posts transport operations and calls wf_comm_progress
- * until its own operations are done, so nothing of one collective is in flight when the next
- * starts. The ring stream's credit state is the exception, and it is designed to persist.
+ * Algorithms are written as blocking code: a collective posts transport operations and calls
+ * wf_comm_progress until its own operations are done, so nothing of one collective is in flight when
+ * the next starts (the ring stream's credit state is the exception, and it is designed to persist).
+ * Non-blocking calls get the same algorithms by running them on a fiber or a progress thread
+ * (src/executor.h); wf_comm_progress is where a fiber yields.
  */
 #ifndef WF_COMM_H
 #define WF_COMM_H
@@ -13,6 +15,7 @@
 #include <time.h>
 
 #include "bootstrap/bootstrap.h"
+#include "executor.h"
 #include "mr_cache.h"
 #include "topo.h"
 #include "transport.h"
@@ -145,6 +148,9 @@ struct weft_comm {
     wf_mr_t eager_mr;
     int eager_registered;
 
+    wf_executor_t exec; /* queue of issued operations and what runs them */
+    int exec_ready;
+
     weft_result_t failure; /* first failure; the communicator is unusable after it */
     volatile int aborted;  /* set by weft_comm_abort from any thread; read with atomic loads */
     char last_error[512];
@@ -185,8 +191,9 @@ weft_result_t wf_comm_wait_arrivals(weft_comm_t comm, uint32_t token, uint32_t c
 weft_result_t wf_comm_reserve_tokens(weft_comm_t comm, uint32_t n, uint32_t *first);
 
 /*
- * Transport callback while a post waits for queue space: records and reports (non-zero) a lost
- * rank or an expired deadline, so a dead peer's full queue cannot hold the caller.
+ * Transport callback while a post waits for queue space: lets other fibers run (wf_exec_idle), and
+ * records and reports (non-zero) a lost rank or an expired deadline, so a dead peer's full queue
+ * cannot hold the caller.
  */
 int wf_comm_should_stop(void *arg);
 

@@ -83,6 +83,9 @@ static const wf_param_def_t param_defs[WF_PARAM_COUNT] = {
                                    "Selects how the registration cache learns of freed memory: patch intercepts "
                                    "the libc calls that release memory, none turns the cache off so every call "
                                    "registers and deregisters, auto patches where supported."},
+    [WF_PARAM_PROGRESS_THREAD] = {"WEFT_PROGRESS_THREAD", WF_PARAM_TYPE_INT, "0", NULL, 0, 1, 0,
+                                  "Runs every collective of a communicator on its own progress thread when 1, "
+                                  "so non-blocking collectives advance while the caller computes."},
 };
 
 typedef struct {

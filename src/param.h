@@ -33,6 +33,7 @@ typedef enum {
     WF_PARAM_TIMEOUT,          /* int seconds, > 0 */
     WF_PARAM_MR_CACHE_SIZE,    /* int: maximum number of cached registrations */
     WF_PARAM_MR_CACHE_MONITOR, /* enum: auto patch none */
+    WF_PARAM_PROGRESS_THREAD,  /* int 0 or 1 */
     WF_PARAM_COUNT
 } wf_param_id_t;
 

@@ -124,6 +124,12 @@ static weft_result_t check_job(weft_comm_t comm, int waiting_for)
 int wf_comm_should_stop(void *arg)
 {
     weft_comm_t comm = arg;
+    /*
+     * The peer may need this thread's help to drain its queue: on a new endpoint, the shm provider
+     * completes its connection only when the peer polls, and the peer may be waiting on another of
+     * this thread's communicators. So let the other fibers run while this post waits.
+     */
+    wf_exec_idle(comm);
     return comm->failure != WEFT_SUCCESS || check_aborted(comm) != WEFT_SUCCESS || check_job(comm, -1) != WEFT_SUCCESS;
 }
 
@@ -143,6 +149,7 @@ weft_result_t wf_comm_progress(weft_comm_t comm, int waiting_for)
         return WEFT_SUCCESS;
     }
 
+    wf_exec_idle(comm); /* a fiber returns to weft_test here, or other fibers get a turn */
     if (++comm->idle_polls < WF_SPIN_POLLS)
         return WEFT_SUCCESS;
     /* Idle for a while: check for lost ranks and the clock (cheap enough now), and give the core away. */

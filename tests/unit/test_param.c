@@ -69,7 +69,7 @@ static void test_table_order_and_help(void **state)
         "WEFT_TRANSPORT",     "WEFT_OFI_PROVIDER", "WEFT_SOCKET_IFNAME", "WEFT_ROOT",
         "WEFT_RANK",          "WEFT_SIZE",         "WEFT_JOB_KEY",     "WEFT_HOSTID",
         "WEFT_CHUNK_SIZE",    "WEFT_EAGER_LIMIT",  "WEFT_REDUCE_PRECISION", "WEFT_TIMEOUT",
-        "WEFT_MR_CACHE_SIZE", "WEFT_MR_CACHE_MONITOR",
+        "WEFT_MR_CACHE_SIZE", "WEFT_MR_CACHE_MONITOR", "WEFT_PROGRESS_THREAD",
     };
 
     for (int id = 0; id < WF_PARAM_COUNT; id++) {

@@ -97,11 +97,21 @@ static int wait_for_queue_space(wf_transport_t *t, uint64_t *deadline, const cha
         WF_OFI_WARN("%s", t->error);
         return -ETIMEDOUT;
     }
-    /* A dead or stalled peer never drains its queue: let the owner decide every few hundred tries. */
-    if (t->should_stop != NULL && (++t->eagain_retries & 255u) == 0 && t->should_stop(t->callback_arg)) {
-        wf_ofi_set_error(t, "%s of %zu bytes %s rank %d was abandoned while waiting for queue space, because the "
-                         "communicator failed meanwhile", call, length, toward(call), peer);
-        return -ECANCELED;
+    /*
+     * A dead or stalled peer never drains its queue: let the owner decide every few hundred tries.
+     * The owner may also run other work meanwhile (a fiber yields there); time spent away from this
+     * post does not count against its deadline.
+     */
+    if (t->should_stop != NULL && (++t->eagain_retries & 255u) == 0) {
+        int stop = t->should_stop(t->callback_arg);
+        uint64_t away = monotonic_ns() - now;
+        if (away > 1000000u)
+            *deadline += away;
+        if (stop) {
+            wf_ofi_set_error(t, "%s of %zu bytes %s rank %d was abandoned while waiting for queue space, because "
+                             "the communicator failed meanwhile", call, length, toward(call), peer);
+            return -ECANCELED;
+        }
     }
     if (t->should_stop == NULL)
         t->eagain_retries++;
