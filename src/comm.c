@@ -259,12 +259,15 @@ static weft_result_t comm_setup(weft_comm_t comm)
     if (result == WEFT_SUCCESS && (result = wf_exec_init(comm)) == WEFT_SUCCESS)
         comm->exec_ready = 1;
     if (result == WEFT_SUCCESS)
+        wf_status_start(comm);
+    if (result == WEFT_SUCCESS)
         log_layout(comm);
     return result;
 }
 
 static void comm_free(weft_comm_t comm)
 {
+    wf_status_stop(comm);
     if (comm->exec_ready)
         wf_exec_fini(comm);
     comm->exec_ready = 0;
@@ -420,6 +423,7 @@ WEFT_API weft_result_t weft_comm_destroy(weft_comm_t comm)
     if (comm->exec_ready)
         wf_exec_fini(comm);
     comm->exec_ready = 0;
+    wf_status_stop(comm); /* its frames must not mix with the closing barrier's */
     weft_result_t result = WEFT_SUCCESS;
     /* A healthy communicator agrees first, so no peer still writes into memory we free. */
     if (comm->failure == WEFT_SUCCESS && comm->nranks > 1) {

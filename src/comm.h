@@ -16,6 +16,7 @@
 
 #include "bootstrap/bootstrap.h"
 #include "executor.h"
+#include "status.h"
 #include "mr_cache.h"
 #include "topo.h"
 #include "transport.h"
@@ -149,11 +150,12 @@ struct weft_comm {
     int eager_registered;
 
     wf_executor_t exec; /* queue of issued operations and what runs them */
+    wf_status_t status; /* current and recent collectives, published for timeout explanations */
     int exec_ready;
 
     weft_result_t failure; /* first failure; the communicator is unusable after it */
     volatile int aborted;  /* set by weft_comm_abort from any thread; read with atomic loads */
-    char last_error[512];
+    char last_error[1024];
     weft_stats_t stats;
 };
 

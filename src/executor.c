@@ -100,7 +100,9 @@ static weft_result_t run_op(weft_comm_t comm, const wf_op_t *op)
 {
     if (comm->failure != WEFT_SUCCESS)
         return comm->failure; /* an earlier operation broke the communicator */
-    return op->run != NULL ? op->run(comm, op) : WEFT_SUCCESS;
+    weft_result_t result = op->run != NULL ? op->run(comm, op) : WEFT_SUCCESS;
+    wf_status_end(comm, result);
+    return result;
 }
 
 static void fiber_main(void *arg)

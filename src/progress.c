@@ -15,6 +15,7 @@
 #include "log.h"
 
 #define WF_SPIN_POLLS 2000 /* idle polls before yielding on each further poll */
+#define WF_STATUS_POLLS 20000 /* idle polls after which a wait is recorded in the status record */
 
 static __thread char init_error[512];
 
@@ -65,6 +66,7 @@ void wf_coll_begin(weft_comm_t comm, const char *name)
     comm->idle_polls = 0;
     clock_gettime(CLOCK_MONOTONIC, &comm->deadline);
     comm->deadline.tv_sec += comm->timeout_s;
+    wf_status_begin(comm, name);
 }
 
 void wf_comm_on_remote_write(void *arg, uint32_t immediate)
@@ -102,23 +104,37 @@ static weft_result_t check_aborted(weft_comm_t comm)
                         "communicator; destroy it", comm->coll_name ? comm->coll_name : "a call", comm->rank);
 }
 
+/* Fail comm with a timeout that says which ranks had not reached the collective, and where they are. */
+static weft_result_t timed_out(weft_comm_t comm, int waiting_for)
+{
+    char message[sizeof(comm->last_error)];
+    if (waiting_for >= 0)
+        snprintf(message, sizeof(message), "%s (call %u) on rank %d timed out after %d s waiting for rank %d",
+                 comm->coll_name, comm->seq, comm->rank, comm->timeout_s, waiting_for);
+    else
+        snprintf(message, sizeof(message), "%s (call %u) on rank %d timed out after %d s", comm->coll_name,
+                 comm->seq, comm->rank, comm->timeout_s);
+    wf_status_waiting(comm, waiting_for);
+    wf_status_explain(comm, message, sizeof(message));
+    size_t used = strlen(message);
+    snprintf(message + used, sizeof(message) - used,
+             ". Check that every rank calls the same collectives in the same order, or raise WEFT_TIMEOUT if the "
+             "operation is legitimately that slow");
+    return wf_comm_fail(comm, WEFT_ERR_TIMEOUT, "%s", message);
+}
+
 /* Fail comm when the bootstrap reports a lost rank or the collective's deadline passed. */
 static weft_result_t check_job(weft_comm_t comm, int waiting_for)
 {
     if (comm->bootstrap->check != NULL && comm->bootstrap->check(comm->bootstrap) != WEFT_SUCCESS)
         return wf_comm_fail(comm, WEFT_ERR_REMOTE, "%s (call %u) on rank %d failed because the job lost a rank: %.380s",
                             comm->coll_name, comm->seq, comm->rank, wf_bootstrap_last_error(comm->bootstrap));
-    if (comm->deadline.tv_sec == 0 || !deadline_passed(&comm->deadline))
-        return WEFT_SUCCESS; /* no collective has started yet */
-    if (waiting_for >= 0)
-        return wf_comm_fail(comm, WEFT_ERR_TIMEOUT,
-                            "%s (call %u) on rank %d timed out after %d s waiting for rank %d; check that every rank "
-                            "calls the same collectives in the same order, or raise WEFT_TIMEOUT",
-                            comm->coll_name, comm->seq, comm->rank, comm->timeout_s, waiting_for);
-    return wf_comm_fail(comm, WEFT_ERR_TIMEOUT,
-                        "%s (call %u) on rank %d timed out after %d s; raise WEFT_TIMEOUT if the operation is "
-                        "legitimately that slow",
-                        comm->coll_name, comm->seq, comm->rank, comm->timeout_s);
+    if (comm->deadline.tv_sec == 0 || !deadline_passed(&comm->deadline)) {
+        if (comm->deadline.tv_sec != 0 && comm->idle_polls >= WF_STATUS_POLLS)
+            wf_status_waiting(comm, waiting_for); /* long enough to matter to a timeout explanation */
+        return WEFT_SUCCESS;
+    }
+    return timed_out(comm, waiting_for);
 }
 
 int wf_comm_should_stop(void *arg)

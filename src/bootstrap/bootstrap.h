@@ -16,6 +16,14 @@
 
 typedef struct wf_bootstrap wf_bootstrap_t;
 
+/*
+ * Status records: a rank leaves a short record of what it is doing with the rendezvous, and a rank
+ * that times out fetches everyone's to explain the timeout. A slot of the table is an 8-byte age
+ * in milliseconds (UINT64_MAX when the rank never reported), a 4-byte length, then the record.
+ */
+#define WF_BOOT_STATUS_MAX 244
+#define WF_BOOT_STATUS_SLOT (12 + WF_BOOT_STATUS_MAX)
+
 struct wf_bootstrap {
     int rank;
     int nranks;
@@ -29,6 +37,13 @@ struct wf_bootstrap {
      * lost); WEFT_SUCCESS when nothing is known. NULL when the method cannot tell.
      */
     weft_result_t (*check)(wf_bootstrap_t *b);
+    /*
+     * Leave this rank's status record (at most WF_BOOT_STATUS_MAX bytes) with the rendezvous; may
+     * be called from another thread than the other operations. NULL when the method has no root.
+     */
+    weft_result_t (*publish)(wf_bootstrap_t *b, const void *record, size_t length);
+    /* Fetch every rank's latest record into nranks slots of WF_BOOT_STATUS_SLOT bytes; NULL as publish. */
+    weft_result_t (*query)(wf_bootstrap_t *b, void *slots);
     void (*destroy)(wf_bootstrap_t *b);
 };
 

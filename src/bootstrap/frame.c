@@ -60,7 +60,7 @@ wf_frame_status_t wf_frame_header_decode(const unsigned char *bytes, size_t size
     }
     header->type = wf_get_u32(bytes + 4);
     header->length = wf_get_u64(bytes + 8);
-    if (header->type < WF_FRAME_CHALLENGE || header->type > WF_FRAME_BYE) {
+    if (header->type < WF_FRAME_CHALLENGE || header->type > WF_FRAME_TABLE) {
         snprintf(err, errlen, "invalid frame: unknown type %" PRIu32, header->type);
         return WF_FRAME_INVALID;
     }

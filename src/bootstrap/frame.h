@@ -33,7 +33,10 @@ typedef enum {
     WF_FRAME_WELCOME = 3,   /* root -> client: every rank connected; root's proof of the secret */
     WF_FRAME_DATA = 4,      /* one rank's block of a round, or the root's concatenation */
     WF_FRAME_ERROR = 5,     /* root -> client: result code and message, then the root closes */
-    WF_FRAME_BYE = 6        /* client -> root, empty: the rank leaves on purpose; a close without it is a crash */
+    WF_FRAME_BYE = 6,       /* client -> root, empty: the rank leaves on purpose; a close without it is a crash */
+    WF_FRAME_STATUS = 7,    /* client -> root: the rank's latest status record, kept for diagnosis */
+    WF_FRAME_QUERY = 8,     /* client -> root, empty: ask for every rank's status record */
+    WF_FRAME_TABLE = 9      /* root -> client: nranks status slots (WF_BOOT_STATUS_SLOT bytes each) */
 } wf_frame_type_t;
 
 typedef enum {

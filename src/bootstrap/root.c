@@ -160,6 +160,8 @@ static void reset_round(wf_root_t *root)
 {
     for (int r = 0; r < root->nranks; r++) {
         root->ranks[r].submitted = 0;
+        if (root->ranks[r].reading_status)
+            continue; /* in the middle of a status record, which is not part of the round */
         root->ranks[r].header_got = 0;
         root->ranks[r].payload_got = 0;
     }
@@ -262,6 +264,53 @@ static void rank_closed(wf_root_t *root, int r)
     }
 }
 
+static void read_status(wf_root_t *root, int r);
+
+/* Answer a QUERY: every rank's last status record, with its age. */
+static void send_status_table(wf_root_t *root, int r)
+{
+    size_t length = (size_t)root->nranks * WF_BOOT_STATUS_SLOT;
+    unsigned char *frame = calloc(1, WF_FRAME_HEADER_SIZE + length);
+    if (frame == NULL)
+        return; /* the asking rank times out on its query and explains without the table */
+    int64_t now = wf_now_ms();
+    wf_frame_header_encode(frame, WF_FRAME_TABLE, length);
+    for (int q = 0; q < root->nranks; q++) {
+        const root_rank_t *rank = &root->ranks[q];
+        unsigned char *slot = frame + WF_FRAME_HEADER_SIZE + (size_t)q * WF_BOOT_STATUS_SLOT;
+        wf_put_u64(slot, rank->status_ms == 0 ? UINT64_MAX : (uint64_t)(now - rank->status_ms));
+        wf_put_u32(slot + 8, rank->status_length);
+        memcpy(slot + 12, rank->status, rank->status_length);
+    }
+    int error = 0;
+    if (wf_sock_send_all(root->ranks[r].fd, frame, WF_FRAME_HEADER_SIZE + length, now + 2000, &error) != WF_IO_OK)
+        WF_WARN(WF_SUB_BOOT, "rendezvous at %s: failed to send the status table to rank %d", root->display, r);
+    free(frame);
+}
+
+/*
+ * Take the status frames a rank may send at any time between and during rounds. Returns 1 when
+ * the header was one of them (handled), 0 otherwise.
+ */
+static int accept_status_header(wf_root_t *root, int r, const wf_frame_header_t *header)
+{
+    root_rank_t *rank = &root->ranks[r];
+    if (header->type == WF_FRAME_QUERY && header->length == 0) {
+        rank->header_got = 0;
+        send_status_table(root, r);
+        return 1;
+    }
+    if (header->type == WF_FRAME_STATUS && header->length <= WF_BOOT_STATUS_MAX) {
+        rank->reading_status = 1;
+        rank->status_expected = (uint32_t)header->length;
+        rank->payload_got = 0;
+        if (header->length == 0)
+            read_status(root, r); /* an empty record is complete at once */
+        return 1;
+    }
+    return 0;
+}
+
 /* Validate a complete DATA header from rank r; returns 0 to go on reading its payload. */
 static int accept_data_header(wf_root_t *root, int r)
 {
@@ -271,6 +320,8 @@ static int accept_data_header(wf_root_t *root, int r)
     wf_frame_status_t status =
         wf_frame_header_decode(rank->header, sizeof(rank->header), WF_FRAME_MAX_PAYLOAD, &header, reason,
                                sizeof(reason));
+    if (status == WF_FRAME_OK && accept_status_header(root, r, &header))
+        return -1; /* nothing of the round to read */
     if (status == WF_FRAME_OK && header.type == WF_FRAME_BYE && header.length == 0 && !root->round_started) {
         rank->said_bye = 1; /* its end of file that follows is a deliberate close */
         rank->header_got = 0;
@@ -303,11 +354,42 @@ static int accept_data_header(wf_root_t *root, int r)
     return 0;
 }
 
+/* Advance the read of a status record; a complete one replaces the rank's previous record. */
+static void read_status(wf_root_t *root, int r)
+{
+    root_rank_t *rank = &root->ranks[r];
+    ssize_t n = 0;
+    if (rank->payload_got < rank->status_expected) {
+        n = recv(rank->fd, rank->status_in + rank->payload_got, rank->status_expected - rank->payload_got, 0);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+            return;
+        if (n <= 0) {
+            rank->reading_status = 0;
+            rank->header_got = 0;
+            rank_closed(root, r);
+            return;
+        }
+        rank->payload_got += (uint64_t)n;
+    }
+    if (rank->payload_got < rank->status_expected)
+        return;
+    memcpy(rank->status, rank->status_in, rank->status_expected);
+    rank->status_length = rank->status_expected;
+    rank->status_ms = wf_now_ms();
+    rank->reading_status = 0;
+    rank->header_got = 0;
+    rank->payload_got = 0;
+}
+
 /* Advance the read of rank r's block of the current round. */
 static void read_rank(wf_root_t *root, int r)
 {
     root_rank_t *rank = &root->ranks[r];
     ssize_t n;
+    if (rank->reading_status) {
+        read_status(root, r);
+        return;
+    }
     if (rank->header_got < WF_FRAME_HEADER_SIZE)
         n = recv(rank->fd, rank->header + rank->header_got, WF_FRAME_HEADER_SIZE - rank->header_got, 0);
     else
@@ -392,6 +474,10 @@ static int64_t next_deadline(const wf_root_t *root)
     }
     if (root->listen_fd >= 0 && (next < 0 || root->accept_deadline_ms < next))
         next = root->accept_deadline_ms;
+    int64_t evictable_ms;
+    if (root->listen_fd >= 0 && wf_root_pending_slot(root, wf_now_ms(), &evictable_ms) < 0 &&
+        (next < 0 || evictable_ms < next))
+        next = evictable_ms; /* A waiting connection may then take the oldest handshake's slot. */
     if (root->round_started && (next < 0 || root->round_deadline_ms < next))
         next = root->round_deadline_ms;
     return next;
@@ -400,7 +486,10 @@ static int64_t next_deadline(const wf_root_t *root)
 static nfds_t fill_pollfds(wf_root_t *root)
 {
     struct pollfd *fds = root->pollfds;
-    fds[POLL_LISTENER] = (struct pollfd){.fd = root->listen_fd, .events = POLLIN};
+    int64_t evictable_ms;
+    /* With every pending slot busy, new connections wait in the backlog instead of waking poll. */
+    int can_accept = root->listen_fd >= 0 && wf_root_pending_slot(root, wf_now_ms(), &evictable_ms) >= 0;
+    fds[POLL_LISTENER] = (struct pollfd){.fd = can_accept ? root->listen_fd : -1, .events = POLLIN};
     fds[POLL_WAKE] = (struct pollfd){.fd = root->wake_fd, .events = POLLIN};
     for (int i = 0; i < ROOT_MAX_PENDING; i++)
         fds[POLL_PENDING + i] = (struct pollfd){.fd = root->pending[i].fd, .events = POLLIN};

@@ -38,9 +38,32 @@ void wf_root_reject_pending(root_pending_t *pending, weft_result_t code, const c
     wf_root_close_pending(pending);
 }
 
+int wf_root_pending_slot(const wf_root_t *root, int64_t now_ms, int64_t *evictable_ms)
+{
+    int oldest = 0;
+    *evictable_ms = -1;
+    for (int i = 0; i < ROOT_MAX_PENDING; i++) {
+        if (root->pending[i].fd < 0)
+            return i;
+        if (root->pending[i].hello_deadline_ms < root->pending[oldest].hello_deadline_ms)
+            oldest = i;
+    }
+    /*
+     * Evicting only handshakes that had time to reply keeps a burst of ranks (for example after the
+     * root's process was descheduled) from evicting each other. Connections that never send a
+     * HELLO still cannot keep every slot for the whole HELLO timeout.
+     */
+    *evictable_ms = root->pending[oldest].hello_deadline_ms - ROOT_HELLO_TIMEOUT_MS + ROOT_EVICT_AFTER_MS;
+    return now_ms >= *evictable_ms ? oldest : -1;
+}
+
 void wf_root_accept(wf_root_t *root)
 {
     while (!root->finished) {
+        int64_t evictable_ms;
+        int slot = wf_root_pending_slot(root, wf_now_ms(), &evictable_ms);
+        if (slot < 0)
+            return; /* The connection waits in the listen backlog, and fill_pollfds stops polling it. */
         struct sockaddr_storage peer;
         socklen_t peerlen;
         int fd = wf_fd_accept(root->listen_fd, &peer, &peerlen);
@@ -53,16 +76,6 @@ void wf_root_accept(wf_root_t *root)
             return; /* EAGAIN: nothing more to accept; other errors concern only that connection */
         }
 
-        /* Reuse a free slot, else evict the oldest handshake in progress. */
-        int slot = 0;
-        for (int i = 0; i < ROOT_MAX_PENDING; i++) {
-            if (root->pending[i].fd < 0) {
-                slot = i;
-                break;
-            }
-            if (root->pending[i].hello_deadline_ms < root->pending[slot].hello_deadline_ms)
-                slot = i;
-        }
         root_pending_t *pending = &root->pending[slot];
         if (pending->fd >= 0)
             wf_root_reject_pending(pending, WEFT_ERR_TIMEOUT, "too many connections are waiting to send their HELLO");

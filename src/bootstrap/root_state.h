@@ -16,6 +16,7 @@
 
 #define ROOT_MAX_PENDING 64          /* connections that have not yet sent a valid HELLO */
 #define ROOT_HELLO_TIMEOUT_MS 10000  /* time an accepted connection has to send its HELLO */
+#define ROOT_EVICT_AFTER_MS 5000     /* a handshake this old may give its slot to a new connection */
 #define ROOT_DRAIN_MS 2000           /* time ranks get to read an ERROR frame before the root closes */
 #define ROOT_LISTEN_RETRY_S 2        /* how long a port in use is retried */
 #define ROOT_ERROR_FRAME_MAX (WF_FRAME_HEADER_SIZE + 4 + WF_FRAME_ERROR_TEXT_MAX)
@@ -45,6 +46,13 @@ typedef struct {
     uint64_t payload_got;
     unsigned char client_nonce[WF_BOOT_NONCE_SIZE];
     char peer[WF_ADDR_TEXT_MAX];
+    /* status records: the one being read, and the last complete one with its arrival time */
+    int reading_status;
+    uint32_t status_expected;
+    unsigned char status_in[WF_BOOT_STATUS_MAX];
+    unsigned char status[WF_BOOT_STATUS_MAX];
+    uint32_t status_length;
+    int64_t status_ms; /* 0 before the first record */
 } root_rank_t;
 
 struct wf_root {
@@ -92,7 +100,17 @@ void wf_root_close_pending(root_pending_t *pending);
 void wf_root_reject_pending(root_pending_t *pending, weft_result_t code, const char *reason);
 int wf_root_allocate_ranks(wf_root_t *root, int nranks);
 
-/* Accept every waiting connection and send each a CHALLENGE. */
+/*
+ * Return the pending slot a new connection may take: a free one, else the oldest handshake once it
+ * has waited ROOT_EVICT_AFTER_MS, else -1. When every slot is busy, *evictable_ms receives the time
+ * the oldest handshake becomes evictable, else -1.
+ */
+int wf_root_pending_slot(const wf_root_t *root, int64_t now_ms, int64_t *evictable_ms);
+
+/*
+ * Accept waiting connections while a pending slot may be taken, and send each a CHALLENGE. The
+ * others stay in the listen backlog until a slot frees up.
+ */
 void wf_root_accept(wf_root_t *root);
 
 /* Advance the HELLO read of a pending connection; a complete one is checked and admitted. */

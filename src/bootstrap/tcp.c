@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +33,7 @@ typedef struct {
     char root_text[WF_ADDR_TEXT_MAX];
     unsigned char *scratch; /* nranks bytes for barrier */
     wf_root_t *root;        /* the root this process hosts and owns, or NULL */
+    pthread_mutex_t send_lock; /* status records are sent from another thread than the rounds */
 } wf_tcp_bootstrap_t;
 
 /* ---- receiving from the root ----------------------------------------------------------------- */
@@ -144,9 +146,11 @@ static weft_result_t tcp_allgather(wf_bootstrap_t *base, const void *mine, void 
     weft_result_t result;
 
     wf_frame_header_encode(header, WF_FRAME_DATA, length);
+    pthread_mutex_lock(&b->send_lock);
     wf_io_status_t status = wf_sock_send_all(b->fd, header, sizeof(header), deadline_ms, &error);
     if (status == WF_IO_OK && length > 0)
         status = wf_sock_send_all(b->fd, mine, length, deadline_ms, &error);
+    pthread_mutex_unlock(&b->send_lock);
     if (status != WF_IO_OK)
         result = send_failed(b, status, error, what);
     else
@@ -192,6 +196,41 @@ static weft_result_t tcp_check(wf_bootstrap_t *base)
     return result;
 }
 
+static weft_result_t tcp_publish(wf_bootstrap_t *base, const void *record, size_t length)
+{
+    wf_tcp_bootstrap_t *b = (wf_tcp_bootstrap_t *)base;
+    if (b->broken != WEFT_SUCCESS || length > WF_BOOT_STATUS_MAX)
+        return b->broken != WEFT_SUCCESS ? b->broken : WEFT_ERR_INVALID_ARGUMENT;
+    unsigned char frame[WF_FRAME_HEADER_SIZE + WF_BOOT_STATUS_MAX];
+    wf_frame_header_encode(frame, WF_FRAME_STATUS, length);
+    memcpy(frame + WF_FRAME_HEADER_SIZE, record, length);
+    int error = 0;
+    pthread_mutex_lock(&b->send_lock);
+    wf_io_status_t status = wf_sock_send_all(b->fd, frame, WF_FRAME_HEADER_SIZE + length, wf_now_ms() + 1000, &error);
+    pthread_mutex_unlock(&b->send_lock);
+    /* A failed send shows up in the next check or round, which reads the root's reason. */
+    return status == WF_IO_OK ? WEFT_SUCCESS : WEFT_ERR_REMOTE;
+}
+
+static weft_result_t tcp_query(wf_bootstrap_t *base, void *slots)
+{
+    wf_tcp_bootstrap_t *b = (wf_tcp_bootstrap_t *)base;
+    if (b->broken != WEFT_SUCCESS)
+        return b->broken;
+    unsigned char header[WF_FRAME_HEADER_SIZE];
+    wf_frame_header_encode(header, WF_FRAME_QUERY, 0);
+    int error = 0;
+    int64_t deadline_ms = wf_now_ms() + 2000;
+    pthread_mutex_lock(&b->send_lock);
+    wf_io_status_t status = wf_sock_send_all(b->fd, header, sizeof(header), deadline_ms, &error);
+    pthread_mutex_unlock(&b->send_lock);
+    if (status != WF_IO_OK)
+        return WEFT_ERR_REMOTE;
+    char err[WF_BOOT_ERROR_MAX];
+    return recv_frame(b->fd, b->root_text, "the status of every rank", WF_FRAME_TABLE,
+                      (uint64_t)base->nranks * WF_BOOT_STATUS_SLOT, slots, deadline_ms, 2, NULL, err, sizeof(err));
+}
+
 static void tcp_destroy(wf_bootstrap_t *base)
 {
     wf_tcp_bootstrap_t *b = (wf_tcp_bootstrap_t *)base;
@@ -209,6 +248,7 @@ static void tcp_destroy(wf_bootstrap_t *base)
     }
     wf_fd_close(b->fd);
     wf_root_release(b->root);
+    pthread_mutex_destroy(&b->send_lock);
     free(b->scratch);
     free(b);
 }
@@ -285,7 +325,10 @@ weft_result_t wf_tcp_bootstrap_connect(wf_bootstrap_t **out, const char *method,
                                       .allgather = tcp_allgather,
                                       .barrier = tcp_barrier,
                                       .check = tcp_check,
+                                      .publish = tcp_publish,
+                                      .query = tcp_query,
                                       .destroy = tcp_destroy};
+    pthread_mutex_init(&b->send_lock, NULL);
     b->scratch = scratch;
     b->root = owned_root;
     b->timeout_s = timeout_s;

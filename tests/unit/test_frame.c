@@ -108,7 +108,7 @@ static void frame_bad_magic_and_type(void **state)
     wf_frame_header_encode(bytes, 0, 0);
     assert_int_equal(wf_frame_header_decode(bytes, sizeof(bytes), 64, &header, err, sizeof(err)), WF_FRAME_INVALID);
     assert_non_null(strstr(err, "unknown type 0"));
-    wf_frame_header_encode(bytes, WF_FRAME_BYE + 1, 0);
+    wf_frame_header_encode(bytes, WF_FRAME_TABLE + 1, 0);
     assert_int_equal(wf_frame_header_decode(bytes, sizeof(bytes), 64, &header, err, sizeof(err)), WF_FRAME_INVALID);
 }
 

@@ -129,9 +129,11 @@ int wf_ofi_choose_provider(const char *const *names, size_t count, const char *r
                            int single_node, const char **reason);
 
 /*
- * Select the provider entry for config from the fi_getinfo list. Returns a duplicate the caller
- * frees with fi_freeinfo, or NULL with the message in err and the code in *rc (-ENOENT when the
- * requested or needed provider is not offered).
+ * Select the provider entry for config from the fi_getinfo list. An automatic choice of shm for
+ * more ranks than shm serves (domain_attr->ep_cnt) falls back to the network provider. Returns a
+ * duplicate the caller frees with fi_freeinfo, or NULL with the message in err and the code in
+ * *rc (-ENOENT when the requested or needed provider is not offered, -E2BIG when shm was
+ * requested for more ranks than it serves).
  */
 struct fi_info *wf_ofi_select(const wf_transport_config_t *config, int *rc, char *err, size_t errlen,
                               const char **reason);

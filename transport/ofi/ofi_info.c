@@ -207,6 +207,27 @@ static void join_names(const char *const *names, size_t count, char *out, size_t
     }
 }
 
+/*
+ * libfabric's shm provider gives every rank's shared-memory queue one slot per peer and reports
+ * the slot count as domain_attr->ep_cnt (256 in libfabric 1.17). For a larger address vector,
+ * fi_av_open fails with ENOSYS ("Function not implemented"). Returns that count when nranks
+ * exceeds it, else 0.
+ */
+static size_t shm_peer_limit_exceeded(const struct fi_info *entry, int nranks)
+{
+    size_t limit = entry->domain_attr->ep_cnt;
+    if (strcmp(entry->fabric_attr->prov_name, "shm") != 0 || limit == 0 || (size_t)nranks <= limit)
+        return 0;
+    return limit;
+}
+
+static const struct fi_info *first_entry_of(const struct fi_info *list, const char *name)
+{
+    while (strcmp(list->fabric_attr->prov_name, name) != 0)
+        list = list->next;
+    return list;
+}
+
 struct fi_info *wf_ofi_select(const wf_transport_config_t *config, int *rc, char *err, size_t errlen,
                               const char **reason)
 {
@@ -246,10 +267,30 @@ struct fi_info *wf_ofi_select(const wf_transport_config_t *config, int *rc, char
     }
 
     /* The first entry of that provider is its preferred fabric and domain. */
-    const char *chosen_name = names[chosen];
-    const struct fi_info *entry = list;
-    while (strcmp(entry->fabric_attr->prov_name, chosen_name) != 0)
-        entry = entry->next;
+    const struct fi_info *entry = first_entry_of(list, names[chosen]);
+    size_t shm_limit = shm_peer_limit_exceeded(entry, config->nranks);
+    int requested = config->provider != NULL && config->provider[0] != '\0';
+    if (shm_limit != 0 && !requested) {
+        /* shm was chosen only because every rank is on this node, and a network provider serves them all. */
+        chosen = wf_ofi_choose_provider(names, (size_t)count, NULL, 0, reason);
+        if (chosen >= 0) {
+            entry = first_entry_of(list, names[chosen]);
+            shm_limit = 0;
+            *reason = "all ranks are on this node, but more of them than the shm provider serves (its "
+                      "domain ep_cnt); preferred network provider";
+        }
+    }
+    if (shm_limit != 0) {
+        wf_ofi_format(err, errlen,
+                       "%d ranks are more than the %zu peers libfabric's shm provider serves (its domain "
+                       "ep_cnt); set WEFT_OFI_PROVIDER=\"tcp;ofi_rxm\" or run at most %zu ranks per "
+                       "communicator over shm",
+                       config->nranks, shm_limit, shm_limit);
+        free(names);
+        fi_freeinfo(list);
+        *rc = -E2BIG;
+        return NULL;
+    }
     struct fi_info *copy = fi_dupinfo(entry);
     free(names);
     fi_freeinfo(list);
