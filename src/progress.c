@@ -149,12 +149,40 @@ int wf_comm_should_stop(void *arg)
     return comm->failure != WEFT_SUCCESS || check_aborted(comm) != WEFT_SUCCESS || check_job(comm, -1) != WEFT_SUCCESS;
 }
 
+/*
+ * A transport error is often the first sign that a peer died: its memory or queue is gone. The
+ * rendezvous names the lost rank a moment later, so give it up to WF_BLAME_MS before reporting the
+ * transport error itself. Returns the WEFT_ERR_REMOTE failure, or WEFT_SUCCESS when no rank was lost.
+ */
+#define WF_BLAME_MS 1000
+static weft_result_t blame_lost_rank(weft_comm_t comm)
+{
+    if (comm->bootstrap->check == NULL)
+        return WEFT_SUCCESS;
+    for (int waited = 0; waited <= WF_BLAME_MS; waited += 10) {
+        if (comm->bootstrap->check(comm->bootstrap) != WEFT_SUCCESS) {
+            char detail[400];
+            snprintf(detail, sizeof(detail), "%s", comm->ops->error_string(comm->transport));
+            return wf_comm_fail(comm, WEFT_ERR_REMOTE,
+                                "%s (call %u) on rank %d failed because the job lost a rank: %.380s (the transport "
+                                "reported: %.300s)",
+                                comm->coll_name, comm->seq, comm->rank, wf_bootstrap_last_error(comm->bootstrap),
+                                detail);
+        }
+        struct timespec pause = {0, 10 * 1000000L};
+        nanosleep(&pause, NULL);
+    }
+    return WEFT_SUCCESS;
+}
+
 weft_result_t wf_comm_progress(weft_comm_t comm, int waiting_for)
 {
     if (comm->failure != WEFT_SUCCESS || check_aborted(comm) != WEFT_SUCCESS)
         return comm->failure;
 
     int events = comm->ops->progress(comm->transport);
+    if (events < 0 && blame_lost_rank(comm) != WEFT_SUCCESS)
+        return comm->failure;
     if (events < 0)
         return wf_comm_fail(comm, WEFT_ERR_TRANSPORT, "%s on rank %d failed in the transport: %s",
                             comm->coll_name, comm->rank, comm->ops->error_string(comm->transport));
@@ -187,6 +215,8 @@ weft_result_t wf_comm_wait_xfer(weft_comm_t comm, wf_xfer_t *xfer, int peer, con
                             "%s on rank %d: rank %d sent more data than this rank expects (%s); the ranks "
                             "probably passed different counts or datatypes to this collective",
                             comm->coll_name, comm->rank, peer, comm->ops->error_string(comm->transport));
+    if (xfer->status != 0 && blame_lost_rank(comm) != WEFT_SUCCESS)
+        return comm->failure;
     if (xfer->status != 0)
         return wf_comm_fail(comm, WEFT_ERR_TRANSPORT, "%s on rank %d: %s with rank %d failed: %s",
                             comm->coll_name, comm->rank, what, peer,

@@ -3,7 +3,7 @@
  *
  * Every rank keeps a record of its current collective and the last few it completed. A small
  * thread sends the record to the rendezvous whenever it changed (at most every
- * WF_STATUS_PERIOD_MS), so the rendezvous knows the state of a rank even after that rank stopped
+ * WF_STATUS_PERIOD_MS), so the rendezvous has the state of a rank even after that rank stopped
  * calling weft. When a collective times out, the rank fetches every record and names the ranks
  * that had not reached the collective and what they last completed.
  */
@@ -57,7 +57,7 @@ void wf_status_end(weft_comm_t comm, weft_result_t result);
 void wf_status_waiting(weft_comm_t comm, int peer);
 
 /*
- * Append to out (which holds a timeout message) which ranks had not reached the current
+ * Append to out (which contains a timeout message) which ranks had not reached the current
  * collective and what they last completed, from the records at the rendezvous, or this rank's
  * own record when the bootstrap keeps none.
  */

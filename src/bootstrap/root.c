@@ -266,7 +266,7 @@ static void rank_closed(wf_root_t *root, int r)
 
 static void read_status(wf_root_t *root, int r);
 
-/* Answer a QUERY: every rank's last status record, with its age. */
+/* Reply to a QUERY with every rank's last status record and its age. */
 static void send_status_table(wf_root_t *root, int r)
 {
     size_t length = (size_t)root->nranks * WF_BOOT_STATUS_SLOT;

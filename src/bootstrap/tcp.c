@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "bootstrap/internal.h"
 #include "bootstrap/socket.h"
@@ -28,6 +29,7 @@ typedef struct {
     wf_bootstrap_common_t common;
     int fd;
     int timeout_s;
+    const char *root_host; /* process hosting the root, named in messages */
     weft_result_t broken; /* result of the first failed operation, WEFT_SUCCESS while healthy */
     uint64_t round;
     char root_text[WF_ADDR_TEXT_MAX];
@@ -186,6 +188,16 @@ static weft_result_t tcp_check(wf_bootstrap_t *base)
     struct pollfd descriptor = {.fd = b->fd, .events = POLLIN};
     if (poll(&descriptor, 1, 0) <= 0)
         return WEFT_SUCCESS;
+    /* A close or reset with nothing left to read means the root's process ended without an error frame. */
+    char next;
+    ssize_t peeked = recv(b->fd, &next, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (peeked == 0 || (peeked < 0 && errno == ECONNRESET)) {
+        b->broken = wf_boot_error(b->common.last_error, sizeof(b->common.last_error), WEFT_ERR_REMOTE,
+                                  "%s, which hosts the rendezvous root at %s, left the job: its connection to this "
+                                  "rank closed, so its process crashed, was killed, or destroyed its communicator",
+                                  b->root_host, b->root_text);
+        return b->broken;
+    }
     weft_result_t result = recv_frame(b->fd, b->root_text, "the state of the job", WF_FRAME_ERROR, 0, NULL,
                                       wf_now_ms() + 500, b->timeout_s, NULL, b->common.last_error,
                                       sizeof(b->common.last_error));
@@ -332,6 +344,8 @@ weft_result_t wf_tcp_bootstrap_connect(wf_bootstrap_t **out, const char *method,
     b->scratch = scratch;
     b->root = owned_root;
     b->timeout_s = timeout_s;
+    /* WEFT_ROOT and torchrun start the root on rank 0, and a unique id's root runs in the id's creator. */
+    b->root_host = strcmp(method, "unique-id") == 0 ? "the process that created the unique id" : "rank 0";
     wf_addr_text(root_address, b->root_text, sizeof(b->root_text));
 
     wf_io_status_t status = wf_sock_connect(root_address, deadline_ms, &b->fd, &error);

@@ -1,7 +1,7 @@
 /*
- * A rank dies inside a collective. The ranks run float32 all-reduce sums of COUNT ones (16 Mi
- * elements, 64 MiB, unless --count says otherwise; separate send and receive buffers), checking
- * each result (nranks expected). After HEALTHY_ITERATIONS of them the victim (--victim RANK,
+ * A rank dies inside a collective. The ranks run float32 all-reduce sums of ones from a send buffer
+ * into a separate receive buffer, 16 Mi elements (64 MiB) unless --count sets another count, and
+ * check each result (nranks expected). After HEALTHY_ITERATIONS of them the victim (--victim RANK,
  * default 2) picks the moment of its death, half a healthy all-reduce after it enters the next
  * one, and broadcasts that CLOCK_MONOTONIC time, which every process on the machine shares. A
  * thread of the victim SIGKILLs its process at that moment while the main thread keeps calling
@@ -34,14 +34,14 @@
 #define PROGRAM "rank_killed_during_allreduce"
 #define DEFAULT_COUNT ((size_t)16 << 20)
 #define DEFAULT_VICTIM 2
-#define DEFAULT_TIMEOUT_SECONDS 300 /* the library's default WEFT_TIMEOUT */
+#define DEFAULT_TIMEOUT_SECONDS 300 /* WEFT_TIMEOUT when unset, as in src/param.c */
 #define HEALTHY_ITERATIONS 3
 #define MAX_ITERATIONS 1000
-#define KILL_SLACK_SECONDS 2.0  /* beyond WEFT_TIMEOUT, after a kill */
-#define STALL_SLACK_SECONDS 5.0 /* beyond WEFT_TIMEOUT, after a stall */
+#define KILL_SLACK_SECONDS 2.0  /* time allowed beyond WEFT_TIMEOUT after a kill */
+#define STALL_SLACK_SECONDS 5.0 /* time allowed beyond WEFT_TIMEOUT after a stall */
 #define DESTROY_LIMIT_SECONDS 5.0
-/* An error this long before the planned kill cannot come from it (the clock is read on another
- * process, so allow for rounding only). */
+/* Margin for an error just before the planned kill: the victim prints its own delay, so only
+ * rounding is allowed here. */
 #define EARLY_TOLERANCE_SECONDS 0.001
 
 typedef struct {
@@ -80,7 +80,7 @@ static void parse_options(int argc, char **argv, options_t *options)
     }
 }
 
-/* WEFT_TIMEOUT in seconds as the ranks see it; exits on a value the test cannot use. */
+/* Return WEFT_TIMEOUT in seconds as the library reads it, and exit when the value is invalid. */
 static double weft_timeout_seconds(void)
 {
     const char *text = getenv("WEFT_TIMEOUT");
@@ -93,7 +93,7 @@ static double weft_timeout_seconds(void)
     return (double)seconds;
 }
 
-/* Whether message contains "rank R" with no further digit after R. */
+/* Return 1 when message contains "rank R" with no further digit after R. */
 static int names_rank(const char *message, int rank)
 {
     char needle[32];
@@ -114,13 +114,13 @@ static void *kill_at_planned_time(void *arg)
         when.tv_nsec = 999999999L;
     while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &when, NULL) == EINTR)
         continue;
-    /* Late only if this thread was not scheduled in time; the survivors then get less time. */
+    /* Late only when this thread was not scheduled in time, which leaves the survivors less time. */
     printf("%s: SIGKILL now, %.1f ms after the planned moment\n", PROGRAM, (ct_now() - planned) * 1e3);
     raise(SIGKILL);
     return NULL;
 }
 
-/* One all-reduce; checks a successful result. Returns the result and sets *seconds. */
+/* Run one all-reduce, check a successful result, and set *seconds to the time the call took. */
 static weft_result_t reduce_once(ct_tally_t *tally, weft_comm_t comm, const float *send, float *recv, size_t count,
                                  int iteration, double *seconds)
 {
@@ -137,8 +137,8 @@ static weft_result_t reduce_once(ct_tally_t *tally, weft_comm_t comm, const floa
     return result;
 }
 
-/* Runs on every rank but the victim, from the planned fault on: the first error must come in time
- * and name the victim. */
+/* Check a survivor from the planned fault on. Its first error must come in time and name the
+ * victim. */
 static void check_survivor(ct_tally_t *tally, weft_comm_t comm, const options_t *options, const float *send,
                            float *recv, double planned)
 {
@@ -199,7 +199,7 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < options.count; i++)
         send[i] = 1.0f;
 
-    /* Healthy rounds first: they must succeed, and they time one all-reduce. */
+    /* Healthy rounds must succeed first, and the last one times an all-reduce. */
     double seconds = 0;
     for (int it = 0; it < HEALTHY_ITERATIONS; it++) {
         if (!ct_check_result(&tally, comm, reduce_once(&tally, comm, send, recv, options.count, it, &seconds),
@@ -210,7 +210,7 @@ int main(int argc, char **argv)
         printf("%s rank %d: a healthy all-reduce of %zu floats took %.3f s\n", PROGRAM, tally.rank, options.count,
                seconds);
 
-    /* The victim's plan reaches everyone while the job is healthy. */
+    /* The victim sends the moment of the fault to everyone while the job is still healthy. */
     double planned = ct_now() + 0.5 * seconds;
     if (!ct_check_result(&tally, comm, weft_broadcast(&planned, 1, WEFT_FLOAT64, options.victim, comm),
                          "broadcast of the moment of the fault"))
@@ -227,8 +227,8 @@ int main(int argc, char **argv)
             ct_fail(&tally, "cannot start the thread that kills this rank");
             return ct_finish(&tally, comm);
         }
-        /* Die inside an all-reduce; an error first (the others cannot fail before the kill) is
-         * still followed by the kill. */
+        /* Die inside an all-reduce. An unexpected error before the kill is still followed by it,
+         * and the survivors then report an error before the kill. */
         for (int it = HEALTHY_ITERATIONS; it < MAX_ITERATIONS; it++) {
             if (reduce_once(&tally, comm, send, recv, options.count, it, &seconds) != WEFT_SUCCESS)
                 break;

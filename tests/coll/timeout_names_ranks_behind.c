@@ -1,5 +1,5 @@
 /*
- * A collective times out because one rank never arrives, and the message says so. Every rank does
+ * A collective times out because one rank never arrives, and the message names that rank. Every rank does
  * one int32 all-reduce (call 1); then ranks other than LATE start a second all-reduce (call 2)
  * while LATE (the last rank, or rank 1 with the argument "rank1") sleeps. Each waiting rank must
  * get WEFT_ERR_TIMEOUT within WEFT_TIMEOUT + 3 s, and its message must name the late rank, say it
