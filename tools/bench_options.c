@@ -10,6 +10,17 @@
 #include <string.h>
 #include <strings.h>
 
+/* getopt value of --buffers, which has no short form. */
+#define OPTION_BUFFERS 256
+
+/* Largest --window and --buffers: enough for any bucket list, small enough for the request arrays. */
+#define MAX_WINDOW 4096
+#define MAX_BUFFERS 100000
+
+/* Default smallest and largest buffer of allreduce_multi, a spread of gradient-bucket sizes. */
+#define MULTI_DEFAULT_MIN_BYTES ((size_t)4 << 10)
+#define MULTI_DEFAULT_MAX_BYTES ((size_t)4 << 20)
+
 typedef struct {
     const char *name;
     int value;
@@ -20,6 +31,7 @@ static const name_value_t collective_names[] = {
     {"allgather", BENCH_ALLGATHER},
     {"reducescatter", BENCH_REDUCESCATTER},
     {"broadcast", BENCH_BROADCAST},
+    {"allreduce_multi", BENCH_ALLREDUCE_MULTI},
     {NULL, 0},
 };
 
@@ -103,7 +115,8 @@ size_t bench_type_size(bench_type_t type)
 
 int bench_collective_reduces(bench_collective_t collective)
 {
-    return collective == BENCH_ALLREDUCE || collective == BENCH_REDUCESCATTER;
+    return collective == BENCH_ALLREDUCE || collective == BENCH_REDUCESCATTER ||
+           collective == BENCH_ALLREDUCE_MULTI;
 }
 
 size_t bench_next_size(const bench_options_t *options, size_t bytes)
@@ -161,9 +174,25 @@ static int parse_int(const char *text, long min, long max, int *result)
     return 0;
 }
 
+static void print_nonblocking_help(void)
+{
+    printf("  -B, --nonblocking       time the non-blocking form (weft_iallreduce, ...) issued and then waited\n"
+           "                          on, in place of the blocking call\n"
+           "  -W, --window N          issue N non-blocking calls back to back on distinct buffers, then wait on\n"
+           "                          all; the time is per call. Implies -B and allocates N send and N receive\n"
+           "                          buffers of -e bytes per rank (default 1)\n"
+           "  -O, --overlap           per size, measure t_comm (issue + wait), t_compute (a busy loop on a\n"
+           "                          private buffer, calibrated to last about t_comm) and t_total (issue,\n"
+           "                          compute for t_compute with a weft_test call every 50 us, wait), and print\n"
+           "                          overlap = (t_comm + t_compute - t_total) / min(t_comm, t_compute) in\n"
+           "                          percent: 100 means the communication was hidden completely, 0 means\n"
+           "                          none of it was, and below 0 the two slowed each other down\n"
+           "      --buffers N         number of buffers of allreduce_multi (default 200)\n");
+}
+
 static void print_help(const bench_program_t *program)
 {
-    printf("Usage: %s allreduce|allgather|reducescatter|broadcast [options]\n"
+    printf("Usage: %s allreduce|allgather|reducescatter|broadcast%s [options]\n"
            "  -b, --minbytes SIZE     first size in bytes, suffix K, M or G for powers of 1024 (default 32M)\n"
            "  -e, --maxbytes SIZE     last size in bytes (default 32M)\n"
            "  -f, --stepfactor N      multiply the size by N after each step (default 1)\n"
@@ -177,14 +206,22 @@ static void print_help(const bench_program_t *program)
            "  -r, --root RANK         broadcast root (default 0)\n"
            "  -a, --average 0|1|2|3   reported time: rank 0, average, minimum or maximum over ranks\n"
            "                          (default 3, the maximum, where nccl-tests defaults to 1)\n",
-           program->program, program->allow_16bit ? " half bfloat16" : "",
+           program->program, program->allow_multi ? "|allreduce_multi" : "",
+           program->allow_16bit ? " half bfloat16" : "",
            program->allow_16bit ? " float16" : "", program->allow_avg ? " avg" : "");
     if (program->allow_spawn)
         printf("  -N, --nranks N          fork N local ranks that rendezvous on 127.0.0.1, no launcher needed\n");
+    if (program->allow_nonblocking)
+        print_nonblocking_help();
     printf("  -h, --help              print this help\n"
            "Sizes are per rank as nccl-tests counts them: for allgather and reducescatter SIZE is the\n"
            "buffer of all nranks blocks. Each size is rounded down to a whole number of elements\n"
            "(and of nranks blocks for allgather and reducescatter).\n");
+    if (program->allow_multi)
+        printf("allreduce_multi reduces --buffers buffers in place with one weft_allreduce_multi call and\n"
+               "with one weft_allreduce per buffer (one weft_iallreduce per buffer, then a wait on each,\n"
+               "with -B), and prints both times and their ratio. Its -b and -e are the smallest and the\n"
+               "largest buffer (default 4K and 4M), and the sizes between are spaced evenly on a log scale.\n");
 }
 
 static void set_defaults(bench_options_t *options)
@@ -201,6 +238,8 @@ static void set_defaults(bench_options_t *options)
     options->check_iters = 1;
     options->root = 0;
     options->time_reduction = BENCH_TIME_MAX;
+    options->window = 1;
+    options->buffers = 200;
 }
 
 static int reject_value(const bench_program_t *program, const char *option, const char *value,
@@ -262,13 +301,70 @@ static int apply_option(int option, const char *value, const bench_program_t *pr
     case 'N':
         return parse_int(value, 1, 4096, &options->spawn_ranks) == 0
                    ? 0 : reject_value(program, "-N", value, "a number of ranks from 1 to 4096");
+    case 'B':
+        options->nonblocking = 1;
+        return 0;
+    case 'W':
+        if (parse_int(value, 1, MAX_WINDOW, &options->window) != 0)
+            return reject_value(program, "-W", value, "a number of calls from 1 to 4096");
+        options->nonblocking = 1;
+        return 0;
+    case 'O':
+        options->overlap = 1;
+        options->nonblocking = 1;
+        return 0;
+    case OPTION_BUFFERS:
+        return parse_int(value, 1, MAX_BUFFERS, &options->buffers) == 0
+                   ? 0 : reject_value(program, "--buffers", value, "a number of buffers from 1 to 100000");
     default:
         return -1;
     }
 }
 
+/* Reject sweeps that would never end. */
+static int validate_sweep(const char *name, const bench_options_t *options)
+{
+    if (options->min_bytes == options->max_bytes)
+        return 0;
+    if (options->step_factor > 1 && options->min_bytes == 0) {
+        fprintf(stderr, "%s: -b 0 with -f %zu never grows: start at -b 1 or more\n", name, options->step_factor);
+        return -1;
+    }
+    if (options->step_factor == 1 && options->step_bytes == 0) {
+        fprintf(stderr, "%s: -i 0 with -f 1 never grows: set -f 2 or -i to a positive size\n", name);
+        return -1;
+    }
+    return 0;
+}
+
+/* Reject mode combinations that have no meaning. buffers_given: --buffers was on the command line. */
+static int validate_modes(const char *name, const bench_options_t *options, int buffers_given)
+{
+    if (options->collective != BENCH_ALLREDUCE_MULTI) {
+        if (buffers_given) {
+            fprintf(stderr, "%s: --buffers applies to allreduce_multi only\n", name);
+            return -1;
+        }
+        if (options->overlap && options->window > 1) {
+            fprintf(stderr, "%s: -O measures one call at a time: drop -W %d\n", name, options->window);
+            return -1;
+        }
+        return 0;
+    }
+    if (options->overlap || options->window > 1) {
+        fprintf(stderr, "%s: allreduce_multi accepts -B but not -O or -W\n", name);
+        return -1;
+    }
+    if (options->min_bytes < bench_type_size(options->type)) {
+        fprintf(stderr, "%s: -b %zu is smaller than one %s element: allreduce_multi needs at least one element "
+                "per buffer\n", name, options->min_bytes, bench_type_name(options->type));
+        return -1;
+    }
+    return 0;
+}
+
 /* Reject combinations that the program cannot run or that would never end. */
-static int validate_options(const bench_program_t *program, const bench_options_t *options)
+static int validate_options(const bench_program_t *program, const bench_options_t *options, int buffers_given)
 {
     const char *name = program->program;
     if (options->min_bytes > options->max_bytes) {
@@ -276,17 +372,10 @@ static int validate_options(const bench_program_t *program, const bench_options_
                 name, options->min_bytes, options->max_bytes);
         return -1;
     }
-    if (options->min_bytes < options->max_bytes) {
-        if (options->step_factor > 1 && options->min_bytes == 0) {
-            fprintf(stderr, "%s: -b 0 with -f %zu never grows: start at -b 1 or more\n", name,
-                    options->step_factor);
-            return -1;
-        }
-        if (options->step_factor == 1 && options->step_bytes == 0) {
-            fprintf(stderr, "%s: -i 0 with -f 1 never grows: set -f 2 or -i to a positive size\n", name);
-            return -1;
-        }
-    }
+    if (options->collective != BENCH_ALLREDUCE_MULTI && validate_sweep(name, options) != 0)
+        return -1;
+    if (validate_modes(name, options, buffers_given) != 0)
+        return -1;
     if (!program->allow_16bit && (options->type == BENCH_FLOAT16 || options->type == BENCH_BFLOAT16)) {
         fprintf(stderr, "%s: -d %s has no standard MPI datatype: use int8 to double\n", name,
                 bench_type_name(options->type));
@@ -296,6 +385,42 @@ static int validate_options(const bench_program_t *program, const bench_options_
         fprintf(stderr, "%s: -o avg has no MPI operation: use sum, prod, min or max\n", name);
         return -1;
     }
+    return 0;
+}
+
+/* Whether the program accepts a known option that getopt_long returned. */
+static int option_allowed(const bench_program_t *program, int option)
+{
+    switch (option) {
+    case 'N':
+        return program->allow_spawn;
+    case 'B':
+    case 'W':
+    case 'O':
+    case OPTION_BUFFERS:
+        return program->allow_nonblocking;
+    default:
+        return 1;
+    }
+}
+
+/* Look up the collective named on the command line. Returns -1 after printing an error. */
+static int set_collective(const bench_program_t *program, const char *collective, bench_options_t *options)
+{
+    const char *choices = program->allow_multi ? "allreduce, allgather, reducescatter, broadcast or allreduce_multi"
+                                               : "allreduce, allgather, reducescatter or broadcast";
+    int value = 0;
+
+    if (collective == NULL) {
+        fprintf(stderr, "%s: missing collective: give %s\n", program->program, choices);
+        return -1;
+    }
+    if (lookup_name(collective_names, collective, &value) != 0 ||
+        (value == BENCH_ALLREDUCE_MULTI && !program->allow_multi)) {
+        fprintf(stderr, "%s: unknown collective '%s': give %s\n", program->program, collective, choices);
+        return -1;
+    }
+    options->collective = (bench_collective_t)value;
     return 0;
 }
 
@@ -309,10 +434,14 @@ bench_parse_result_t bench_parse_options(int argc, char **argv, const bench_prog
         {"iters", required_argument, NULL, 'n'},      {"warmup_iters", required_argument, NULL, 'w'},
         {"check", required_argument, NULL, 'c'},      {"root", required_argument, NULL, 'r'},
         {"average", required_argument, NULL, 'a'},    {"nranks", required_argument, NULL, 'N'},
+        {"nonblocking", no_argument, NULL, 'B'},      {"window", required_argument, NULL, 'W'},
+        {"overlap", no_argument, NULL, 'O'},          {"buffers", required_argument, NULL, OPTION_BUFFERS},
         {"help", no_argument, NULL, 'h'},             {NULL, 0, NULL, 0},
     };
-    const char *short_options = program->allow_spawn ? "+b:e:i:f:d:o:n:w:c:r:a:N:h" : "+b:e:i:f:d:o:n:w:c:r:a:h";
+    /* Options that a program does not accept are rejected after getopt_long returns them. */
+    const char *short_options = "+b:e:i:f:d:o:n:w:c:r:a:N:BW:Oh";
     const char *collective = NULL;
+    int min_given = 0, max_given = 0, buffers_given = 0;
 
     set_defaults(options);
     opterr = 0;
@@ -333,26 +462,35 @@ bench_parse_result_t bench_parse_options(int argc, char **argv, const bench_prog
             print_help(program);
             return BENCH_PARSE_HELP;
         }
-        if (option == '?' || option == ':' || (option == 'N' && !program->allow_spawn)) {
+        if (option == '?' || option == ':') {
             fprintf(stderr, "%s: unknown option or missing value in '%s': see %s --help\n",
                     program->program, argv[optind - 1], program->program);
             return BENCH_PARSE_ERROR;
         }
+        if (!option_allowed(program, option)) {
+            char shown[16];
+            if (option == OPTION_BUFFERS)
+                snprintf(shown, sizeof(shown), "--buffers");
+            else
+                snprintf(shown, sizeof(shown), "-%c", option);
+            fprintf(stderr, "%s: %s is a weft-bench option that %s does not accept: see %s --help\n",
+                    program->program, shown, program->program, program->program);
+            return BENCH_PARSE_ERROR;
+        }
         if (apply_option(option, optarg, program, options) != 0)
             return BENCH_PARSE_ERROR;
+        min_given |= option == 'b';
+        max_given |= option == 'e';
+        buffers_given |= option == OPTION_BUFFERS;
     }
 
-    int collective_value = 0;
-    if (collective == NULL) {
-        fprintf(stderr, "%s: missing collective: give allreduce, allgather, reducescatter or broadcast\n",
-                program->program);
+    if (set_collective(program, collective, options) != 0)
         return BENCH_PARSE_ERROR;
+    if (options->collective == BENCH_ALLREDUCE_MULTI) {
+        if (!min_given)
+            options->min_bytes = MULTI_DEFAULT_MIN_BYTES;
+        if (!max_given)
+            options->max_bytes = MULTI_DEFAULT_MAX_BYTES;
     }
-    if (lookup_name(collective_names, collective, &collective_value) != 0) {
-        fprintf(stderr, "%s: unknown collective '%s': give allreduce, allgather, reducescatter or broadcast\n",
-                program->program, collective);
-        return BENCH_PARSE_ERROR;
-    }
-    options->collective = (bench_collective_t)collective_value;
-    return validate_options(program, options) == 0 ? BENCH_PARSE_RUN : BENCH_PARSE_ERROR;
+    return validate_options(program, options, buffers_given) == 0 ? BENCH_PARSE_RUN : BENCH_PARSE_ERROR;
 }

@@ -7,7 +7,14 @@
 
 #include <stddef.h>
 
-typedef enum { BENCH_ALLREDUCE, BENCH_ALLGATHER, BENCH_REDUCESCATTER, BENCH_BROADCAST } bench_collective_t;
+/* BENCH_ALLREDUCE_MULTI is weft_allreduce_multi over a set of buffers, against one call per buffer. */
+typedef enum {
+    BENCH_ALLREDUCE,
+    BENCH_ALLGATHER,
+    BENCH_REDUCESCATTER,
+    BENCH_BROADCAST,
+    BENCH_ALLREDUCE_MULTI
+} bench_collective_t;
 
 /* Same order as weft_datatype_t. */
 typedef enum {
@@ -43,6 +50,10 @@ typedef struct {
     int root;         /* -r: broadcast root */
     bench_time_reduction_t time_reduction; /* -a */
     int spawn_ranks;  /* -N: ranks that weft-bench forks itself, 0 when launched externally */
+    int nonblocking;  /* -B: time the i-form followed by a wait instead of the blocking call */
+    int window;       /* -W: i-form calls issued on distinct buffers before waiting on all, 1 without -W */
+    int overlap;      /* -O: measure how much of the communication a computation hides */
+    int buffers;      /* --buffers: number of buffers of allreduce_multi */
 } bench_options_t;
 
 /* Features of the calling program that change which options are accepted. */
@@ -51,6 +62,8 @@ typedef struct {
     int allow_spawn;     /* accept -N */
     int allow_16bit;     /* accept half and bfloat16 */
     int allow_avg;       /* accept -o avg */
+    int allow_nonblocking; /* accept -B, -W and -O */
+    int allow_multi;     /* accept the allreduce_multi collective */
 } bench_program_t;
 
 /* Result of bench_parse_options. */

@@ -37,7 +37,8 @@ double bench_bus_factor(bench_collective_t collective, int nranks)
 {
     double n = (double)nranks;
     switch (collective) {
-    case BENCH_ALLREDUCE: return 2.0 * (n - 1.0) / n;
+    case BENCH_ALLREDUCE:
+    case BENCH_ALLREDUCE_MULTI: return 2.0 * (n - 1.0) / n;
     case BENCH_ALLGATHER:
     case BENCH_REDUCESCATTER: return (n - 1.0) / n;
     case BENCH_BROADCAST: return 1.0;
@@ -45,7 +46,7 @@ double bench_bus_factor(bench_collective_t collective, int nranks)
     return 1.0;
 }
 
-void bench_print_table_header(const bench_options_t *options)
+void bench_print_parameters(const bench_options_t *options)
 {
     int factor = options->step_factor > 1;
     printf("# minBytes %zu maxBytes %zu step: %zu(%s) warmup iters: %d iters: %d validation: %d "
@@ -53,6 +54,18 @@ void bench_print_table_header(const bench_options_t *options)
            options->min_bytes, options->max_bytes, factor ? options->step_factor : options->step_bytes,
            factor ? "factor" : "bytes", options->warmup_iters, options->iters, options->check_iters,
            bench_time_reduction_name(options->time_reduction));
+    if (options->overlap)
+        return;
+    if (options->nonblocking && options->window > 1)
+        printf("# non-blocking: %d calls issued on distinct buffers, then a wait on each; time per call\n",
+               options->window);
+    else if (options->nonblocking)
+        printf("# non-blocking: each call is issued, then waited on\n");
+}
+
+void bench_print_table_header(const bench_options_t *options)
+{
+    bench_print_parameters(options);
     printf("#\n");
     printf("# %10s  %12s  %8s  %6s  %6s           out-of-place                       in-place          \n",
            "", "", "", "", "");

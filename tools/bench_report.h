@@ -41,7 +41,10 @@ typedef struct {
     int failed_measurements; /* measurements with at least one wrong element */
 } bench_totals_t;
 
-/* Print the parameter line and the three column header lines. */
+/* Print the parameter line, and with -B or -W the line that describes the non-blocking mode. */
+void bench_print_parameters(const bench_options_t *options);
+
+/* Print the parameter lines and the three column header lines. */
 void bench_print_table_header(const bench_options_t *options);
 
 /* Print one row: layout columns, then the out-of-place and in-place measurements. */

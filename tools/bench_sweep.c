@@ -1,35 +1,48 @@
 /* Measurement loop of the benchmarks (see bench_sweep.h). */
 #include "bench_sweep.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "bench_data.h"
 
-static double now_seconds(void)
+double bench_now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-unsigned char *bench_own_block(const bench_backend_t *backend, const bench_layout_t *layout, size_t element_size)
+static int compare_doubles(const void *a, const void *b)
 {
-    return backend->recv + (size_t)backend->rank * layout->count * element_size;
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+double bench_median(double *values, int count)
+{
+    qsort(values, (size_t)count, sizeof(values[0]), compare_doubles);
+    return values[count / 2];
+}
+
+unsigned char *bench_own_block(const bench_backend_t *backend, const bench_slot_t *slot, const bench_layout_t *layout,
+                               size_t element_size)
+{
+    return slot->recv + (size_t)backend->rank * layout->count * element_size;
 }
 
 /* Where this rank's reduce-scatter result lands. */
-static unsigned char *scatter_output(const bench_backend_t *backend, const bench_layout_t *layout,
-                                     size_t element_size, int in_place)
+static unsigned char *scatter_output(const bench_backend_t *backend, const bench_slot_t *slot,
+                                     const bench_layout_t *layout, size_t element_size, int in_place)
 {
     if (in_place && !backend->scatter_in_place_at_start)
-        return bench_own_block(backend, layout, element_size);
-    return backend->recv;
+        return bench_own_block(backend, slot, layout, element_size);
+    return slot->recv;
 }
 
-/* Write the check inputs of this rank and poison every element the collective must overwrite. */
-static void prepare_check(const bench_options_t *options, const bench_backend_t *backend,
-                          const bench_layout_t *layout, int in_place)
+void bench_prepare_check(const bench_options_t *options, const bench_backend_t *backend, const bench_slot_t *slot,
+                         const bench_layout_t *layout, int in_place)
 {
     bench_type_t type = options->type;
     size_t element_size = bench_type_size(type);
@@ -37,20 +50,21 @@ static void prepare_check(const bench_options_t *options, const bench_backend_t 
 
     switch (options->collective) {
     case BENCH_ALLREDUCE:
+    case BENCH_ALLREDUCE_MULTI:
     case BENCH_REDUCESCATTER:
         /* Reduce-scatter in place reads all nranks blocks from the receive buffer. */
-        bench_fill_reduce_input(type, options->op, rank, backend->nranks, 0, in_place ? backend->recv : backend->send,
+        bench_fill_reduce_input(type, options->op, rank, backend->nranks, 0, in_place ? slot->recv : slot->send,
                                 layout->send_count);
         if (!in_place)
-            bench_poison(type, backend->recv, layout->recv_count);
+            bench_poison(type, slot->recv, layout->recv_count);
         break;
     case BENCH_ALLGATHER:
-        bench_poison(type, backend->recv, layout->recv_count);
-        bench_fill_data(type, rank, in_place ? bench_own_block(backend, layout, element_size) : backend->send,
+        bench_poison(type, slot->recv, layout->recv_count);
+        bench_fill_data(type, rank, in_place ? bench_own_block(backend, slot, layout, element_size) : slot->send,
                         layout->count);
         break;
     case BENCH_BROADCAST: {
-        unsigned char *buf = in_place ? backend->recv : backend->send;
+        unsigned char *buf = in_place ? slot->recv : slot->send;
         if (rank == options->root)
             bench_fill_data(type, options->root, buf, layout->count);
         else
@@ -60,9 +74,8 @@ static void prepare_check(const bench_options_t *options, const bench_backend_t 
     }
 }
 
-/* Count the wrong elements of this rank's output after a run prepared by prepare_check. */
-static size_t count_wrong(const bench_options_t *options, const bench_backend_t *backend,
-                          const bench_layout_t *layout, int in_place)
+size_t bench_count_wrong(const bench_options_t *options, const bench_backend_t *backend, const bench_slot_t *slot,
+                         const bench_layout_t *layout, int in_place)
 {
     bench_type_t type = options->type;
     size_t element_size = bench_type_size(type);
@@ -70,58 +83,88 @@ static size_t count_wrong(const bench_options_t *options, const bench_backend_t 
 
     switch (options->collective) {
     case BENCH_ALLREDUCE:
-        return bench_count_wrong_reduce(type, options->op, backend->nranks, 0, backend->recv, layout->count);
+    case BENCH_ALLREDUCE_MULTI:
+        return bench_count_wrong_reduce(type, options->op, backend->nranks, 0, slot->recv, layout->count);
     case BENCH_REDUCESCATTER:
         return bench_count_wrong_reduce(type, options->op, backend->nranks, (size_t)backend->rank * layout->count,
-                                        scatter_output(backend, layout, element_size, in_place), layout->count);
+                                        scatter_output(backend, slot, layout, element_size, in_place), layout->count);
     case BENCH_ALLGATHER:
         for (int source = 0; source < backend->nranks; source++) {
-            const unsigned char *block = backend->recv + (size_t)source * layout->count * element_size;
+            const unsigned char *block = slot->recv + (size_t)source * layout->count * element_size;
             wrong += bench_count_wrong_data(type, source, block, layout->count);
         }
         return wrong;
     case BENCH_BROADCAST:
-        return bench_count_wrong_data(type, options->root, in_place ? backend->recv : backend->send,
-                                      layout->count);
+        return bench_count_wrong_data(type, options->root, in_place ? slot->recv : slot->send, layout->count);
     }
     return wrong;
 }
 
+/* Slots that one round uses: options->window with -B, else the first. */
+static int round_slots(const bench_options_t *options)
+{
+    return options->nonblocking ? options->window : 1;
+}
+
+/* One round: a blocking call, or with -B an i-form call on every slot of the window, then a wait on
+ * each in issue order. */
+static void run_round(const bench_options_t *options, const bench_backend_t *backend, const bench_layout_t *layout,
+                      int in_place)
+{
+    if (!options->nonblocking) {
+        backend->run(backend->context, layout, in_place, &backend->slots[0]);
+        return;
+    }
+    for (int slot = 0; slot < options->window; slot++)
+        backend->issue(backend->context, layout, in_place, &backend->slots[slot]);
+    for (int slot = 0; slot < options->window; slot++)
+        backend->wait(backend->context, &backend->slots[slot]);
+}
+
 /*
- * Time options->iters back-to-back calls after one untimed call and a barrier. The buffers start
- * zeroed so that repeated in-place reductions never reach infinities or subnormals.
+ * Time options->iters rounds after one untimed round and a barrier; returns the time per call. The
+ * buffers start zeroed so that repeated in-place reductions never reach infinities or subnormals.
  */
 static double time_collective(const bench_options_t *options, const bench_backend_t *backend,
                               const bench_layout_t *layout, int in_place)
 {
-    memset(backend->send, 0, layout->bytes);
-    memset(backend->recv, 0, layout->bytes);
-    backend->run(backend->context, layout, in_place);
+    int slots = round_slots(options);
+
+    for (int slot = 0; slot < slots; slot++) {
+        memset(backend->slots[slot].send, 0, layout->bytes);
+        memset(backend->slots[slot].recv, 0, layout->bytes);
+    }
+    run_round(options, backend, layout, in_place);
     backend->barrier(backend->context);
 
-    double start = now_seconds();
+    double start = bench_now();
     for (int iter = 0; iter < options->iters; iter++)
-        backend->run(backend->context, layout, in_place);
-    double seconds = (now_seconds() - start) / options->iters;
+        run_round(options, backend, layout, in_place);
+    double seconds = (bench_now() - start) / options->iters / slots;
     return backend->combine_time(backend->context, seconds, options->time_reduction);
 }
 
-/* Run the checked iterations, which are never timed. Returns the maximum wrong count over ranks,
- * or -1 when -c is 0. */
+/* Run the checked rounds, which are never timed; every slot of a window is checked. Returns the
+ * maximum wrong count over ranks, or -1 when -c is 0. */
 static int64_t check_collective(const bench_options_t *options, const bench_backend_t *backend,
                                 const bench_layout_t *layout, int in_place)
 {
     int64_t wrong = options->check_iters > 0 ? 0 : -1;
+    int slots = round_slots(options);
 
     for (int iter = 0; iter < options->check_iters && wrong == 0; iter++) {
-        prepare_check(options, backend, layout, in_place);
-        backend->run(backend->context, layout, in_place);
-        wrong = backend->max_over_ranks(backend->context, (int64_t)count_wrong(options, backend, layout, in_place));
+        size_t local_wrong = 0;
+        for (int slot = 0; slot < slots; slot++)
+            bench_prepare_check(options, backend, &backend->slots[slot], layout, in_place);
+        run_round(options, backend, layout, in_place);
+        for (int slot = 0; slot < slots; slot++)
+            local_wrong += bench_count_wrong(options, backend, &backend->slots[slot], layout, in_place);
+        wrong = backend->max_over_ranks(backend->context, (int64_t)local_wrong);
     }
     return wrong;
 }
 
-/* Untimed out-of-place calls at the largest and the smallest size, as nccl-tests does. */
+/* Untimed out-of-place rounds at the largest and the smallest size, as nccl-tests does. */
 static void warm_up(const bench_options_t *options, const bench_backend_t *backend)
 {
     size_t element_size = bench_type_size(options->type);
@@ -129,9 +172,9 @@ static void warm_up(const bench_options_t *options, const bench_backend_t *backe
     bench_layout_t smallest = bench_layout(options->collective, options->min_bytes, element_size, backend->nranks);
 
     for (int iter = 0; iter < options->warmup_iters; iter++)
-        backend->run(backend->context, &largest, 0);
+        run_round(options, backend, &largest, 0);
     for (int iter = 0; iter < options->warmup_iters; iter++)
-        backend->run(backend->context, &smallest, 0);
+        run_round(options, backend, &smallest, 0);
 }
 
 void bench_run_sweep(const bench_options_t *options, const bench_backend_t *backend, bench_totals_t *totals)

@@ -26,7 +26,6 @@ typedef struct {
     MPI_Datatype datatype;
     MPI_Op op;
     size_t element_size;
-    const bench_backend_t *backend;
 } benchmark_t;
 
 /* Print a failed MPI call with the library's message and abort the job. */
@@ -67,38 +66,38 @@ static MPI_Op mpi_op(bench_op_t op)
 }
 
 /* bench_backend_t.run. MPI counts are int, and run_benchmark checked that every count fits. */
-static void run_collective(void *context, const bench_layout_t *layout, int in_place)
+static void run_collective(void *context, const bench_layout_t *layout, int in_place, const bench_slot_t *slot)
 {
     const benchmark_t *bench = context;
-    const bench_backend_t *backend = bench->backend;
     int count = (int)layout->count;
     int error = MPI_SUCCESS;
     const char *call = "";
 
     switch (bench->options->collective) {
     case BENCH_ALLREDUCE:
+    case BENCH_ALLREDUCE_MULTI: /* rejected by the option parser: mpi-bench does not set allow_multi */
         call = "MPI_Allreduce";
-        error = MPI_Allreduce(in_place ? MPI_IN_PLACE : backend->send, backend->recv, count, bench->datatype,
+        error = MPI_Allreduce(in_place ? MPI_IN_PLACE : slot->send, slot->recv, count, bench->datatype,
                               bench->op, MPI_COMM_WORLD);
         break;
     case BENCH_ALLGATHER:
         call = "MPI_Allgather";
         if (in_place)
-            error = MPI_Allgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, backend->recv, count, bench->datatype,
+            error = MPI_Allgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, slot->recv, count, bench->datatype,
                                   MPI_COMM_WORLD);
         else
-            error = MPI_Allgather(backend->send, count, bench->datatype, backend->recv, count, bench->datatype,
+            error = MPI_Allgather(slot->send, count, bench->datatype, slot->recv, count, bench->datatype,
                                   MPI_COMM_WORLD);
         break;
     case BENCH_REDUCESCATTER:
         /* In place, MPI reads all blocks from recv and writes this rank's block at its start. */
         call = "MPI_Reduce_scatter_block";
-        error = MPI_Reduce_scatter_block(in_place ? MPI_IN_PLACE : backend->send, backend->recv, count,
+        error = MPI_Reduce_scatter_block(in_place ? MPI_IN_PLACE : slot->send, slot->recv, count,
                                          bench->datatype, bench->op, MPI_COMM_WORLD);
         break;
     case BENCH_BROADCAST:
         call = "MPI_Bcast";
-        error = MPI_Bcast(in_place ? backend->recv : backend->send, count, bench->datatype, bench->options->root,
+        error = MPI_Bcast(in_place ? slot->recv : slot->send, count, bench->datatype, bench->options->root,
                           MPI_COMM_WORLD);
         break;
     }
@@ -198,22 +197,22 @@ static int run_benchmark(const bench_options_t *options)
     bench.datatype = mpi_datatype(options->type);
     bench.op = mpi_op(options->op);
     bench.element_size = bench_type_size(options->type);
-    bench.backend = &backend;
     backend.rank = bench.rank;
     backend.nranks = bench.nranks;
     if (validate_for_mpi(&bench) != 0)
         return 2;
 
-    backend.send = allocate_buffer(&bench, options->max_bytes, "send");
-    backend.recv = allocate_buffer(&bench, options->max_bytes, "receive");
+    bench_slot_t slot = {.send = allocate_buffer(&bench, options->max_bytes, "send"),
+                         .recv = allocate_buffer(&bench, options->max_bytes, "receive")};
+    backend.slots = &slot;
     if (bench.rank == 0)
         print_header(&bench);
     bench_totals_t totals;
     bench_run_sweep(options, &backend, &totals);
     int failed = bench.rank == 0 ? bench_print_summary(&totals) : 0;
 
-    free(backend.send);
-    free(backend.recv);
+    free(slot.send);
+    free(slot.recv);
     return failed;
 }
 

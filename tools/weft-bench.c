@@ -18,7 +18,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_multi.h"
 #include "bench_options.h"
+#include "bench_overlap.h"
 #include "bench_report.h"
 #include "bench_sweep.h"
 #include "weft.h"
@@ -62,48 +64,110 @@ static double now_seconds(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-static const char *weft_function_name(bench_collective_t collective)
+/* Name of the weft call for error messages: the blocking or the non-blocking form. */
+static const char *weft_function_name(bench_collective_t collective, int nonblocking)
 {
     switch (collective) {
-    case BENCH_ALLREDUCE: return "weft_allreduce";
-    case BENCH_ALLGATHER: return "weft_allgather";
-    case BENCH_REDUCESCATTER: return "weft_reduce_scatter";
-    case BENCH_BROADCAST: return "weft_broadcast";
+    case BENCH_ALLREDUCE:
+    case BENCH_ALLREDUCE_MULTI: return nonblocking ? "weft_iallreduce" : "weft_allreduce";
+    case BENCH_ALLGATHER: return nonblocking ? "weft_iallgather" : "weft_allgather";
+    case BENCH_REDUCESCATTER: return nonblocking ? "weft_ireduce_scatter" : "weft_reduce_scatter";
+    case BENCH_BROADCAST: return nonblocking ? "weft_ibroadcast" : "weft_broadcast";
     }
     return "weft collective";
 }
 
-/* bench_backend_t.run: in place uses the addresses weft.h defines. */
-static void run_collective(void *context, const bench_layout_t *layout, int in_place)
+/*
+ * Call the collective once on slot's buffers: the blocking form when request is NULL, else the
+ * non-blocking form. In place uses the addresses weft.h defines. allreduce_multi's per-buffer calls
+ * are all-reduces.
+ */
+static weft_result_t call_collective(const benchmark_t *bench, const bench_layout_t *layout, int in_place,
+                                     const bench_slot_t *slot, weft_request_t *request)
 {
-    const benchmark_t *bench = context;
-    const bench_backend_t *backend = bench->backend;
-    unsigned char *own_block = bench_own_block(backend, layout, bench->element_size);
-    weft_result_t result = WEFT_SUCCESS;
+    unsigned char *own_block = bench_own_block(bench->backend, slot, layout, bench->element_size);
+    weft_comm_t comm = bench->comm;
+    size_t count = layout->count;
 
     switch (bench->options->collective) {
     case BENCH_ALLREDUCE:
-        result = weft_allreduce(in_place ? backend->recv : backend->send, backend->recv, layout->count,
-                                bench->datatype, bench->op, bench->comm);
-        break;
-    case BENCH_ALLGATHER:
-        result = weft_allgather(in_place ? own_block : backend->send, backend->recv, layout->count, bench->datatype,
-                                bench->comm);
-        break;
-    case BENCH_REDUCESCATTER:
-        if (in_place)
-            result = weft_reduce_scatter(backend->recv, own_block, layout->count, bench->datatype, bench->op,
-                                         bench->comm);
-        else
-            result = weft_reduce_scatter(backend->send, backend->recv, layout->count, bench->datatype, bench->op,
-                                         bench->comm);
-        break;
-    case BENCH_BROADCAST:
-        result = weft_broadcast(in_place ? backend->recv : backend->send, layout->count, bench->datatype,
-                                bench->options->root, bench->comm);
-        break;
+    case BENCH_ALLREDUCE_MULTI: {
+        const void *send = in_place ? slot->recv : slot->send;
+        if (request == NULL)
+            return weft_allreduce(send, slot->recv, count, bench->datatype, bench->op, comm);
+        return weft_iallreduce(send, slot->recv, count, bench->datatype, bench->op, comm, request);
     }
-    exit_on_weft_error(bench, result, weft_function_name(bench->options->collective));
+    case BENCH_ALLGATHER: {
+        const void *send = in_place ? own_block : slot->send;
+        if (request == NULL)
+            return weft_allgather(send, slot->recv, count, bench->datatype, comm);
+        return weft_iallgather(send, slot->recv, count, bench->datatype, comm, request);
+    }
+    case BENCH_REDUCESCATTER: {
+        /* In place, the send buffer is the receive buffer of nranks blocks. */
+        const void *send = in_place ? slot->recv : slot->send;
+        void *recv = in_place ? own_block : slot->recv;
+        if (request == NULL)
+            return weft_reduce_scatter(send, recv, count, bench->datatype, bench->op, comm);
+        return weft_ireduce_scatter(send, recv, count, bench->datatype, bench->op, comm, request);
+    }
+    case BENCH_BROADCAST: {
+        void *buf = in_place ? slot->recv : slot->send;
+        if (request == NULL)
+            return weft_broadcast(buf, count, bench->datatype, bench->options->root, comm);
+        return weft_ibroadcast(buf, count, bench->datatype, bench->options->root, comm, request);
+    }
+    }
+    return WEFT_ERR_INVALID_ARGUMENT;
+}
+
+/* bench_backend_t.run */
+static void run_collective(void *context, const bench_layout_t *layout, int in_place, const bench_slot_t *slot)
+{
+    const benchmark_t *bench = context;
+    exit_on_weft_error(bench, call_collective(bench, layout, in_place, slot, NULL),
+                       weft_function_name(bench->options->collective, 0));
+}
+
+/* bench_backend_t.issue */
+static void issue_collective(void *context, const bench_layout_t *layout, int in_place, bench_slot_t *slot)
+{
+    const benchmark_t *bench = context;
+    weft_request_t request = NULL;
+
+    exit_on_weft_error(bench, call_collective(bench, layout, in_place, slot, &request),
+                       weft_function_name(bench->options->collective, 1));
+    slot->request = request;
+}
+
+/* bench_backend_t.test */
+static int test_collective(void *context, bench_slot_t *slot)
+{
+    const benchmark_t *bench = context;
+    weft_result_t result = weft_test(slot->request);
+
+    if (result == WEFT_IN_PROGRESS)
+        return 0;
+    exit_on_weft_error(bench, result, "weft_test");
+    return 1;
+}
+
+/* bench_backend_t.wait */
+static void wait_collective(void *context, bench_slot_t *slot)
+{
+    const benchmark_t *bench = context;
+    weft_result_t result = weft_wait(slot->request);
+
+    slot->request = NULL;
+    exit_on_weft_error(bench, result, "weft_wait");
+}
+
+/* bench_backend_t.run_multi */
+static void run_multi(void *context, void *const *bufs, const size_t *counts, int nbufs)
+{
+    const benchmark_t *bench = context;
+    exit_on_weft_error(bench, weft_allreduce_multi(bufs, counts, nbufs, bench->datatype, bench->op, bench->comm),
+                       "weft_allreduce_multi");
 }
 
 static void barrier(void *context)
@@ -148,11 +212,13 @@ static void print_header(const benchmark_t *bench)
 {
     const char *transport = getenv("WEFT_TRANSPORT");
     const char *provider = getenv("WEFT_OFI_PROVIDER");
+    const char *progress_thread = getenv("WEFT_PROGRESS_THREAD");
 
-    printf("# weft-bench: %s nranks %d weft %s transport %s provider %s\n",
+    printf("# weft-bench: %s nranks %d weft %s transport %s provider %s progress_thread %s\n",
            bench_collective_name(bench->options->collective), bench->nranks, weft_version(),
            transport != NULL && transport[0] != '\0' ? transport : "auto",
-           provider != NULL && provider[0] != '\0' ? provider : "auto");
+           provider != NULL && provider[0] != '\0' ? provider : "auto",
+           progress_thread != NULL && progress_thread[0] != '\0' ? progress_thread : "0");
 }
 
 /* Transfer counters since the communicator was created: they include warm-up, checks and the
@@ -180,12 +246,49 @@ static unsigned char *allocate_buffer(const benchmark_t *bench, size_t bytes, co
     return buf;
 }
 
-/* Create the communicator, run the sweep and destroy it. Returns the process exit status. */
+/* Allocate the -W slots, each with a send and a receive buffer of the largest size. */
+static bench_slot_t *allocate_slots(const benchmark_t *bench, int count)
+{
+    bench_slot_t *slots = calloc((size_t)count, sizeof(*slots));
+    if (slots == NULL) {
+        fprintf(stderr, "weft-bench: rank %d: cannot allocate %d buffer slots; lower -W\n", bench->rank, count);
+        exit(1);
+    }
+    for (int slot = 0; slot < count; slot++) {
+        slots[slot].send = allocate_buffer(bench, bench->options->max_bytes, "send");
+        slots[slot].recv = allocate_buffer(bench, bench->options->max_bytes, "receive");
+    }
+    return slots;
+}
+
+static void free_slots(bench_slot_t *slots, int count)
+{
+    for (int slot = 0; slot < count; slot++) {
+        free(slots[slot].send);
+        free(slots[slot].recv);
+    }
+    free(slots);
+}
+
+/* Run the mode the options select: allreduce_multi, -O or the nccl-tests sweep. */
+static void run_mode(const bench_options_t *options, const bench_backend_t *backend, bench_totals_t *totals)
+{
+    if (options->collective == BENCH_ALLREDUCE_MULTI)
+        bench_run_multi(options, backend, totals);
+    else if (options->overlap)
+        bench_run_overlap(options, backend, totals);
+    else
+        bench_run_sweep(options, backend, totals);
+}
+
+/* Create the communicator, run the benchmark and destroy it. Returns the process exit status. */
 static int run_benchmark(const bench_options_t *options)
 {
     benchmark_t bench = {.options = options, .rank = -1};
     bench_backend_t backend = {.context = &bench, .run = run_collective, .barrier = barrier,
-                               .combine_time = combine_time, .max_over_ranks = max_over_ranks};
+                               .combine_time = combine_time, .max_over_ranks = max_over_ranks,
+                               .issue = issue_collective, .test = test_collective, .wait = wait_collective,
+                               .run_multi = run_multi};
     weft_comm_t comm = NULL;
 
     bench.datatype = (weft_datatype_t)options->type;
@@ -205,12 +308,11 @@ static int run_benchmark(const bench_options_t *options)
         return 2;
     }
 
-    backend.send = allocate_buffer(&bench, options->max_bytes, "send");
-    backend.recv = allocate_buffer(&bench, options->max_bytes, "receive");
+    backend.slots = allocate_slots(&bench, options->window);
     if (bench.rank == 0)
         print_header(&bench);
     bench_totals_t totals;
-    bench_run_sweep(options, &backend, &totals);
+    run_mode(options, &backend, &totals);
     int failed = 0;
     if (bench.rank == 0) {
         print_stats(&bench);
@@ -218,8 +320,7 @@ static int run_benchmark(const bench_options_t *options)
     }
 
     exit_on_weft_error(&bench, weft_comm_destroy(comm), "weft_comm_destroy");
-    free(backend.send);
-    free(backend.recv);
+    free_slots(backend.slots, options->window);
     return failed;
 }
 
@@ -375,7 +476,8 @@ static int spawn_local_ranks(const bench_options_t *options)
 int main(int argc, char **argv)
 {
     static const bench_program_t program = {
-        .program = "weft-bench", .allow_spawn = 1, .allow_16bit = 1, .allow_avg = 1};
+        .program = "weft-bench", .allow_spawn = 1, .allow_16bit = 1, .allow_avg = 1, .allow_nonblocking = 1,
+        .allow_multi = 1};
     bench_options_t options;
 
     switch (bench_parse_options(argc, argv, &program, &options)) {
