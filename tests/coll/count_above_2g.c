@@ -2,16 +2,38 @@
  * Element counts and byte offsets past 2^31. A uint8 all-reduce sums 2^31 + 11 elements in place,
  * and a uint8 all-gather moves 2^30 + 5 elements per rank, so with 3 ranks the last block starts
  * past byte 2^31. Needs about 2.2 GB per rank for the all-reduce and 3.3 GB per
- * rank for the all-gather. Inputs are formulas of (rank, index); every index is checked.
+ * rank for the all-gather. Inputs are formulas of (rank, index); every index is checked. With the
+ * argument "nonblocking", both go through weft_iallreduce / weft_iallgather and weft_wait.
  */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "coll_util.h"
 
 #define ALLREDUCE_COUNT ((size_t)1 << 31) + 11
 #define ALLGATHER_COUNT ((size_t)1 << 30) + 5
+
+static int nonblocking; /* use the i-forms and weft_wait */
+
+static weft_result_t allreduce_u8(uint8_t *buffer, size_t count, weft_comm_t comm)
+{
+    if (!nonblocking)
+        return weft_allreduce(buffer, buffer, count, WEFT_UINT8, WEFT_SUM, comm);
+    weft_request_t request;
+    weft_result_t result = weft_iallreduce(buffer, buffer, count, WEFT_UINT8, WEFT_SUM, comm, &request);
+    return result == WEFT_SUCCESS ? weft_wait(request) : result;
+}
+
+static weft_result_t allgather_u8(const uint8_t *own, uint8_t *buffer, size_t count, weft_comm_t comm)
+{
+    if (!nonblocking)
+        return weft_allgather(own, buffer, count, WEFT_UINT8, comm);
+    weft_request_t request;
+    weft_result_t result = weft_iallgather(own, buffer, count, WEFT_UINT8, comm, &request);
+    return result == WEFT_SUCCESS ? weft_wait(request) : result;
+}
 
 static uint8_t reduce_input(int rank, size_t i)
 {
@@ -41,7 +63,7 @@ static void check_allreduce(ct_tally_t *tally, weft_comm_t comm)
     }
     for (size_t i = 0; i < count; i++)
         buffer[i] = reduce_input(tally->rank, i);
-    if (!ct_check_result(tally, comm, weft_allreduce(buffer, buffer, count, WEFT_UINT8, WEFT_SUM, comm),
+    if (!ct_check_result(tally, comm, allreduce_u8(buffer, count, comm),
                          "allreduce uint8 sum of 2^31+11 elements")) {
         free(buffer);
         return;
@@ -78,7 +100,7 @@ static void check_allgather(ct_tally_t *tally, weft_comm_t comm)
     uint8_t *own = buffer + count * (size_t)tally->rank;
     for (size_t i = 0; i < count; i++)
         own[i] = gather_input(tally->rank, i);
-    if (!ct_check_result(tally, comm, weft_allgather(own, buffer, count, WEFT_UINT8, comm),
+    if (!ct_check_result(tally, comm, allgather_u8(own, buffer, count, comm),
                          "allgather uint8 of 2^30+5 elements per rank, in place")) {
         free(buffer);
         return;
@@ -104,8 +126,9 @@ static void check_allgather(ct_tally_t *tally, weft_comm_t comm)
     free(buffer);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    nonblocking = argc > 1 && strcmp(argv[1], "nonblocking") == 0;
     weft_comm_t comm;
     ct_tally_t tally;
     ct_start("count_above_2g", &comm, &tally);
