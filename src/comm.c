@@ -16,6 +16,7 @@
 #include "param.h"
 
 #define WF_ADDRESS_MAX 256
+#define WF_DRAIN_MS 1000 /* longest wait for a failed communicator's traffic to settle in destroy */
 
 /* What every rank publishes at init. */
 typedef struct {
@@ -264,6 +265,9 @@ static weft_result_t comm_setup(weft_comm_t comm)
 static void comm_free(weft_comm_t comm)
 {
     if (comm->transport != NULL) {
+        /* A failed collective may leave operations posted and peers still sending; let that settle first. */
+        if (comm->failure != WEFT_SUCCESS)
+            comm->ops->drain(comm->transport, WF_DRAIN_MS);
         wf_stream_fini(comm);
         if (comm->eager_registered)
             comm->ops->mr_deregister(comm->transport, &comm->eager_mr);
@@ -273,6 +277,8 @@ static void comm_free(weft_comm_t comm)
             wf_mr_cache_destroy(comm->mr_cache);
         comm->ops->destroy(comm->transport);
     }
+    /* Memory that peers write into is freed only now: after a failure a write may be in flight until the endpoint closes. */
+    wf_stream_free(comm);
     free(comm->eager_buffer);
     free(comm->pack_buffer);
     free(comm->control);

@@ -97,8 +97,13 @@ weft_result_t wf_ring_reduce(weft_comm_t comm, const void *sendbuf, void *recvbu
 weft_result_t wf_chain_broadcast(weft_comm_t comm, void *buf, size_t bytes, int root);
 weft_result_t wf_dissemination_barrier(weft_comm_t comm);
 
-/* Ring stream setup and teardown, called at communicator creation and destruction. */
+/*
+ * Ring stream setup and teardown, called at communicator creation and destruction. fini
+ * deregisters the regions; free releases their memory, only after the transport is destroyed,
+ * because a failed collective may leave a neighbour's write into them in flight until then.
+ */
 weft_result_t wf_stream_init(weft_comm_t comm);
 void wf_stream_fini(weft_comm_t comm);
+void wf_stream_free(weft_comm_t comm);
 
 #endif /* WF_COLL_H */

@@ -307,13 +307,16 @@ weft_result_t wf_stream_init(weft_comm_t comm)
 void wf_stream_fini(weft_comm_t comm)
 {
     wf_stream_t *stream = &comm->stream;
-    if (stream->slots != NULL) {
+    if (stream->slots != NULL)
         comm->ops->mr_deregister(comm->transport, &stream->slots_mr);
-        free(stream->slots);
-    }
-    if (stream->staging != NULL) {
+    if (stream->staging != NULL)
         comm->ops->mr_deregister(comm->transport, &stream->staging_mr);
-        free(stream->staging);
-    }
+}
+
+void wf_stream_free(weft_comm_t comm)
+{
+    wf_stream_t *stream = &comm->stream;
+    free(stream->slots);
+    free(stream->staging);
     memset(stream, 0, sizeof(*stream));
 }
