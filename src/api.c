@@ -142,7 +142,7 @@ weft_result_t wf_allreduce_checked(weft_comm_t comm, const void *sendbuf, void *
 {
     size_t size = plan->user_size, bytes = count * size;
     weft_result_t result;
-    wf_coll_begin(comm, "allreduce");
+    wf_coll_begin(comm, "allreduce", WF_SIGNATURE(WF_KIND_ALLREDUCE, count, plan->type, plan->op, -1, 0));
     int n = comm->nranks;
     switch (wf_choose_algorithm(comm, COLL_ALLREDUCE, bytes, bytes)) {
     case ALGO_LOCAL:
@@ -217,7 +217,7 @@ WEFT_API weft_result_t weft_allgather(const void *sendbuf, void *recvbuf, size_t
                                                   "sendbuf == recvbuf + rank*sendcount")) != WEFT_SUCCESS)
         return result;
 
-    wf_coll_begin(comm, "allgather");
+    wf_coll_begin(comm, "allgather", WF_SIGNATURE(WF_KIND_ALLGATHER, sendcount, datatype, WF_SIG_NONE, -1, 0));
     if (sendbuf != own) {
         memcpy(own, sendbuf, block);
         comm->stats.local_copy_bytes += block;
@@ -265,7 +265,7 @@ WEFT_API weft_result_t weft_reduce_scatter(const void *sendbuf, void *recvbuf, s
     if ((result = wf_plan_for(comm, name, datatype, op, &plan)) != WEFT_SUCCESS)
         return result;
 
-    wf_coll_begin(comm, "reduce_scatter");
+    wf_coll_begin(comm, "reduce_scatter", WF_SIGNATURE(WF_KIND_REDUCE_SCATTER, recvcount, datatype, op, -1, 0));
     wf_algo_t algo = wf_choose_algorithm(comm, COLL_REDUCE_SCATTER, block, total);
     if (algo == ALGO_LOCAL) {
         if (recvbuf != sendbuf)
@@ -303,7 +303,7 @@ WEFT_API weft_result_t weft_broadcast(void *buf, size_t count, weft_datatype_t d
         return result;
 
     size_t bytes = count * wf_datatype_size(datatype);
-    wf_coll_begin(comm, "broadcast");
+    wf_coll_begin(comm, "broadcast", WF_SIGNATURE(WF_KIND_BROADCAST, count, datatype, WF_SIG_NONE, root, 0));
     switch (wf_choose_algorithm(comm, COLL_BROADCAST, bytes, bytes)) {
     case ALGO_LOCAL:
         return WEFT_SUCCESS;
@@ -319,7 +319,7 @@ WEFT_API weft_result_t weft_barrier(weft_comm_t comm)
     weft_result_t result = wf_check_comm(comm, "weft_barrier");
     if (result != WEFT_SUCCESS)
         return result;
-    wf_coll_begin(comm, "barrier");
+    wf_coll_begin(comm, "barrier", WF_SIGNATURE(WF_KIND_BARRIER, 0, WF_SIG_NONE, WF_SIG_NONE, -1, 0));
     if (wf_choose_algorithm(comm, COLL_BARRIER, 0, 0) == ALGO_LOCAL)
         return WEFT_SUCCESS;
     return wf_dissemination_barrier(comm);

@@ -74,7 +74,11 @@ WEFT_API weft_result_t weft_allgatherv(const void *sendbuf, size_t sendcount, vo
                                    "sendbuf == recvbuf + displs[rank]")) != WEFT_SUCCESS)
         return result;
 
-    wf_coll_begin(comm, "allgatherv");
+    size_t sum = 0;
+    for (int r = 0; r < comm->nranks; r++)
+        sum += recvcounts[r];
+    wf_coll_begin(comm, "allgatherv", WF_SIGNATURE(WF_KIND_ALLGATHERV, sum, datatype, WF_SIG_NONE, -1,
+                                                   wf_layout_hash(recvcounts, displs, comm->nranks)));
     if (own_bytes > 0 && sendbuf != own) {
         memcpy(own, sendbuf, own_bytes);
         comm->stats.local_copy_bytes += own_bytes;
@@ -148,7 +152,8 @@ WEFT_API weft_result_t weft_reduce_scatterv(const void *sendbuf, void *recvbuf, 
         return result;
     }
 
-    wf_coll_begin(comm, "reduce_scatterv");
+    wf_coll_begin(comm, "reduce_scatterv", WF_SIGNATURE(WF_KIND_REDUCE_SCATTERV, total, datatype, op, -1,
+                                                        wf_layout_hash(recvcounts, NULL, n)));
     switch (wf_choose_algorithm(comm, COLL_REDUCE_SCATTER, largest, total * size)) {
     case ALGO_LOCAL:
         if (recvbuf != sendbuf)
@@ -192,7 +197,7 @@ WEFT_API weft_result_t weft_reduce(const void *sendbuf, void *recvbuf, size_t co
     if ((result = wf_plan_for(comm, name, datatype, op, &plan)) != WEFT_SUCCESS)
         return result;
 
-    wf_coll_begin(comm, "reduce");
+    wf_coll_begin(comm, "reduce", WF_SIGNATURE(WF_KIND_REDUCE, count, datatype, op, root, 0));
     switch (wf_choose_algorithm(comm, COLL_REDUCE, bytes, bytes)) {
     case ALGO_LOCAL:
         if (sendbuf != recvbuf)

@@ -4,7 +4,8 @@
  * Creation runs parameters, bootstrap, topology and the transport endpoint, then one allgather in
  * which every rank publishes its endpoint address, its settings and whether its own setup worked.
  * A failure on one rank thus fails init on every rank instead of leaving the others waiting. Then
- * come connection, the registration cache, the control page and the ring stream.
+ * come connection, the registration cache, the control page, the buffers of mismatch detection and
+ * the ring stream.
  */
 #define _GNU_SOURCE
 #include <stdio.h>
@@ -256,6 +257,8 @@ static weft_result_t comm_setup(weft_comm_t comm)
     if (result == WEFT_SUCCESS)
         result = setup_control(comm);
     if (result == WEFT_SUCCESS)
+        result = wf_mismatch_init(comm);
+    if (result == WEFT_SUCCESS)
         result = wf_stream_init(comm);
     if (result == WEFT_SUCCESS)
         log_layout(comm);
@@ -269,6 +272,7 @@ static void comm_free(weft_comm_t comm)
         if (comm->failure != WEFT_SUCCESS)
             comm->ops->drain(comm->transport, WF_DRAIN_MS);
         wf_stream_fini(comm);
+        wf_mismatch_fini(comm);
         if (comm->eager_registered)
             comm->ops->mr_deregister(comm->transport, &comm->eager_mr);
         if (comm->control != NULL)
@@ -280,6 +284,8 @@ static void comm_free(weft_comm_t comm)
     /* Memory that peers write into is freed only now: after a failure a write may be in flight until the endpoint closes. */
     wf_stream_free(comm);
     free(comm->eager_buffer);
+    free(comm->sig_in); /* sig_out is in the same block */
+    free(comm->report_xfers);
     free(comm->pack_buffer);
     free(comm->control);
     free((void *)comm->arrivals);

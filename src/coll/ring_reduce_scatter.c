@@ -200,8 +200,8 @@ weft_result_t wf_ring_reduce_scatter(weft_comm_t comm, const void *sendbuf, void
 
     /* Step 0 writes straight from sendbuf when no conversion is needed. */
     wf_mr_ref_t send_ref = {0};
-    weft_result_t result = WEFT_SUCCESS;
-    if (plan->partial_size == plan->user_size) {
+    weft_result_t result = wf_sig_send(comm, NULL, 0, 0);
+    if (result == WEFT_SUCCESS && plan->partial_size == plan->user_size) {
         result = wf_mr_get(comm, sendbuf, total * plan->user_size, &send_ref);
         if (result == WEFT_SUCCESS)
             a.send_desc = wf_mr_of(&send_ref)->desc;
@@ -233,7 +233,7 @@ weft_result_t wf_ring_reduce_scatter(weft_comm_t comm, const void *sendbuf, void
     if (result == WEFT_SUCCESS)
         result = stream_wait(comm, wf_left(comm), all_freed);
     wf_mr_put(comm, &send_ref);
-    return result;
+    return wf_sig_finish(comm, result);
 }
 
 /* Allocate and register one region of WF_STREAM_SLOTS chunks. */
