@@ -206,6 +206,12 @@ weft_result_t wf_ring_reduce_scatter(weft_comm_t comm, const void *sendbuf, void
         if (result == WEFT_SUCCESS)
             a.send_desc = wf_mr_of(&send_ref)->desc;
     }
+    /*
+     * Write into the right neighbour's slots only once its signature matched: a neighbour that
+     * passed other arguments must not receive (and may be destroying its endpoint while) a chunk.
+     */
+    if (result == WEFT_SUCCESS)
+        result = wf_sig_wait(comm);
 
     for (size_t chunk = 0; chunk < nchunks && result == WEFT_SUCCESS; chunk++) {
         wf_slot_state_t *held = NULL; /* slot reduced in the previous step, forwarded in this one */

@@ -30,7 +30,7 @@
 #define WF_OFI_POST_TIMEOUT_SEC 30
 
 /* How long drain() waits for the completion queue to stay quiet before it returns, in milliseconds. */
-#define WF_OFI_QUIET_MS 50
+#define WF_OFI_QUIET_MS 100
 
 /* Operation records are allocated in blocks of this many and recycled through a free list. */
 #define WF_OFI_OP_BLOCK 64

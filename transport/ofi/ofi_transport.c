@@ -418,7 +418,8 @@ static uint64_t monotonic_ns(void)
 
 /*
  * After a failure: cancel every posted operation, then poll until nothing is posted and the peers'
- * traffic has stopped for WF_OFI_QUIET_MS, at most milliseconds. tcp;ofi_rxm of libfabric 1.17 can
+ * traffic has stopped for WF_OFI_QUIET_MS (long enough for a descheduled peer to run again on a busy
+ * machine), at most milliseconds. tcp;ofi_rxm of libfabric 1.17 can
  * crash in fi_close of an endpoint whose connections still carry traffic (an rxm connection freed
  * while completions that refer to it wait in the queue). The operations belong to a failed
  * collective whose xfers may be gone, so from now on completions only release the records, and
