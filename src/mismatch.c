@@ -132,8 +132,10 @@ void wf_sig_begin(weft_comm_t comm, const wf_signature_t *sig)
     comm->sig.reserved = 0;
     comm->sig.seq = comm->seq;
     comm->sig.magic = WF_SIG_MAGIC;
-    uint64_t h = mix64(sig->kind | (uint64_t)sig->datatype << 8 | (uint64_t)sig->op << 16 |
-                       (uint64_t)(uint32_t)sig->root << 32) ^ mix64(sig->count ^ sig->layout);
+    /* Two multiplications: the top bits depend on every input bit, enough for an 8-bit tag field. */
+    uint64_t h = (sig->kind | (uint64_t)sig->datatype << 8 | (uint64_t)sig->op << 16 |
+                  (uint64_t)(uint32_t)sig->root << 32) * 0x9e3779b97f4a7c15ull;
+    h = (h ^ (h >> 29) ^ sig->count ^ sig->layout) * 0xbf58476d1ce4e5b9ull;
     comm->sig_sub = (unsigned)(h >> 56);
     comm->sig_expect = 0;
     comm->sig_waiting = 0;

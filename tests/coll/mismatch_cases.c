@@ -49,8 +49,9 @@ static int run_case(ct_tally_t *tally, const mc_case_t *c)
         }
     ok &= ct_check_duration(tally, c->label, waited, MC_LIMIT_SECONDS);
     tally->passed += ok;
-    if (tally->rank == 0 || !ok)
-        printf("%s rank %d: %s after %.3f s: %s\n", c->label, tally->rank, weft_result_string(result), waited, message);
+    if (tally->rank == 0 || !ok || strcmp(where, "the mismatched call") != 0)
+        printf("%s rank %d: %s from %s after %.3f s: %s\n", c->label, tally->rank, weft_result_string(result), where,
+               waited, message);
 
     double destroy_started = ct_now();
     weft_comm_destroy(comm);
