@@ -142,7 +142,7 @@ weft_result_t wf_allreduce_checked(weft_comm_t comm, const void *sendbuf, void *
 {
     size_t size = plan->user_size, bytes = count * size;
     weft_result_t result;
-    wf_coll_begin(comm, "allreduce");
+    wf_coll_begin(comm, "allreduce", WF_SIGNATURE(WF_KIND_ALLREDUCE, count, plan->type, plan->op, -1, 0));
     int n = comm->nranks;
     switch (wf_choose_algorithm(comm, COLL_ALLREDUCE, bytes, bytes)) {
     case ALGO_LOCAL:
@@ -244,7 +244,8 @@ static weft_result_t run_allgather(weft_comm_t comm, const wf_op_t *op)
     char *own = (char *)op->recvbuf + block * (size_t)comm->rank;
     weft_result_t result;
 
-    wf_coll_begin(comm, "allgather");
+    wf_coll_begin(comm, "allgather",
+                  WF_SIGNATURE(WF_KIND_ALLGATHER, op->count, op->datatype, WF_SIG_NONE, -1, 0));
     if (op->sendbuf != own) {
         memcpy(own, op->sendbuf, block);
         comm->stats.local_copy_bytes += block;
@@ -310,7 +311,7 @@ static weft_result_t run_reduce_scatter(weft_comm_t comm, const wf_op_t *op)
     size_t block = op->count * op->plan.user_size, total = block * (size_t)n;
     weft_result_t result;
 
-    wf_coll_begin(comm, "reduce_scatter");
+    wf_coll_begin(comm, "reduce_scatter", WF_SIGNATURE(WF_KIND_REDUCE_SCATTER, op->count, op->datatype, op->reduce_op, -1, 0));
     wf_algo_t algo = wf_choose_algorithm(comm, COLL_REDUCE_SCATTER, block, total);
     if (algo == ALGO_LOCAL) {
         if (op->recvbuf != op->sendbuf)
@@ -378,7 +379,8 @@ WEFT_API weft_result_t weft_ireduce_scatter(const void *sendbuf, void *recvbuf, 
 static weft_result_t run_broadcast(weft_comm_t comm, const wf_op_t *op)
 {
     size_t bytes = op->count * wf_datatype_size(op->datatype);
-    wf_coll_begin(comm, "broadcast");
+    wf_coll_begin(comm, "broadcast",
+                  WF_SIGNATURE(WF_KIND_BROADCAST, op->count, op->datatype, WF_SIG_NONE, op->root, 0));
     switch (wf_choose_algorithm(comm, COLL_BROADCAST, bytes, bytes)) {
     case ALGO_LOCAL:
         return WEFT_SUCCESS;
@@ -421,7 +423,7 @@ WEFT_API weft_result_t weft_ibroadcast(void *buf, size_t count, weft_datatype_t 
 static weft_result_t run_barrier(weft_comm_t comm, const wf_op_t *op)
 {
     (void)op;
-    wf_coll_begin(comm, "barrier");
+    wf_coll_begin(comm, "barrier", WF_SIGNATURE(WF_KIND_BARRIER, 0, WF_SIG_NONE, WF_SIG_NONE, -1, 0));
     if (wf_choose_algorithm(comm, COLL_BARRIER, 0, 0) == ALGO_LOCAL)
         return WEFT_SUCCESS;
     return wf_dissemination_barrier(comm);

@@ -52,7 +52,11 @@ static weft_result_t run_allgatherv(weft_comm_t comm, const wf_op_t *op)
     char *own = (char *)op->recvbuf + displs[comm->rank] * size;
     weft_result_t result = WEFT_SUCCESS;
 
-    wf_coll_begin(comm, "allgatherv");
+    size_t sum = 0;
+    for (int r = 0; r < comm->nranks; r++)
+        sum += recvcounts[r];
+    wf_coll_begin(comm, "allgatherv", WF_SIGNATURE(WF_KIND_ALLGATHERV, sum, op->datatype, WF_SIG_NONE, -1,
+                                                   wf_layout_hash(recvcounts, displs, comm->nranks)));
     if (own_bytes > 0 && op->sendbuf != own) {
         memcpy(own, op->sendbuf, own_bytes);
         comm->stats.local_copy_bytes += own_bytes;
@@ -156,7 +160,8 @@ static weft_result_t run_reduce_scatterv(weft_comm_t comm, const wf_op_t *op)
     }
 
     weft_result_t result = WEFT_SUCCESS;
-    wf_coll_begin(comm, "reduce_scatterv");
+    wf_coll_begin(comm, "reduce_scatterv", WF_SIGNATURE(WF_KIND_REDUCE_SCATTERV, total, op->datatype, op->reduce_op,
+                                                        -1, wf_layout_hash(op->counts, NULL, n)));
     switch (wf_choose_algorithm(comm, COLL_REDUCE_SCATTER, largest, total * size)) {
     case ALGO_LOCAL:
         if (op->recvbuf != op->sendbuf)
@@ -216,7 +221,8 @@ WEFT_API weft_result_t weft_reduce_scatterv(const void *sendbuf, void *recvbuf, 
 static weft_result_t run_reduce(weft_comm_t comm, const wf_op_t *op)
 {
     size_t bytes = op->count * op->plan.user_size;
-    wf_coll_begin(comm, "reduce");
+    wf_coll_begin(comm, "reduce",
+                  WF_SIGNATURE(WF_KIND_REDUCE, op->count, op->datatype, op->reduce_op, op->root, 0));
     switch (wf_choose_algorithm(comm, COLL_REDUCE, bytes, bytes)) {
     case ALGO_LOCAL:
         if (op->sendbuf != op->recvbuf)

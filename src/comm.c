@@ -4,7 +4,8 @@
  * Creation runs parameters, bootstrap, topology and the transport endpoint, then one allgather in
  * which every rank publishes its endpoint address, its settings and whether its own setup worked.
  * A failure on one rank thus fails init on every rank instead of leaving the others waiting. Then
- * come connection, the registration cache, the control page and the ring stream.
+ * come connection, the registration cache, the control page, the buffers of mismatch detection and
+ * the ring stream.
  */
 #define _GNU_SOURCE
 #include <stdio.h>
@@ -16,6 +17,7 @@
 #include "param.h"
 
 #define WF_ADDRESS_MAX 256
+#define WF_DRAIN_MS 1000 /* longest wait for a failed communicator's traffic to settle in destroy */
 
 /* What every rank publishes at init. */
 typedef struct {
@@ -255,6 +257,8 @@ static weft_result_t comm_setup(weft_comm_t comm)
     if (result == WEFT_SUCCESS)
         result = setup_control(comm);
     if (result == WEFT_SUCCESS)
+        result = wf_mismatch_init(comm);
+    if (result == WEFT_SUCCESS)
         result = wf_stream_init(comm);
     if (result == WEFT_SUCCESS && (result = wf_exec_init(comm)) == WEFT_SUCCESS)
         comm->exec_ready = 1;
@@ -272,7 +276,11 @@ static void comm_free(weft_comm_t comm)
         wf_exec_fini(comm);
     comm->exec_ready = 0;
     if (comm->transport != NULL) {
+        /* A failed collective may leave operations posted and peers still sending; let that settle first. */
+        if (comm->failure != WEFT_SUCCESS)
+            comm->ops->drain(comm->transport, WF_DRAIN_MS);
         wf_stream_fini(comm);
+        wf_mismatch_fini(comm);
         if (comm->eager_registered)
             comm->ops->mr_deregister(comm->transport, &comm->eager_mr);
         if (comm->control != NULL)
@@ -281,7 +289,11 @@ static void comm_free(weft_comm_t comm)
             wf_mr_cache_destroy(comm->mr_cache);
         comm->ops->destroy(comm->transport);
     }
+    /* Memory that peers write into is freed only now: after a failure a write may be in flight until the endpoint closes. */
+    wf_stream_free(comm);
     free(comm->eager_buffer);
+    free(comm->sig_in); /* sig_out is in the same block */
+    free(comm->report_xfers);
     free(comm->pack_buffer);
     free(comm->control);
     free((void *)comm->arrivals);

@@ -16,6 +16,7 @@
 
 #include "bootstrap/bootstrap.h"
 #include "executor.h"
+#include "mismatch.h"
 #include "status.h"
 #include "mr_cache.h"
 #include "topo.h"
@@ -25,15 +26,21 @@
 /*
  * Tags are 56 bits: [55:32] collective sequence number, [31:28] kind, [27:20] sub-index (step or
  * round, modulo 256), [19:0] sender rank. The sender is in the tag because providers without
- * FI_DIRECTED_RECV match receives on the tag alone. Credits use sequence 0 because they outlive
- * collectives.
+ * FI_DIRECTED_RECV match receives on the tag alone. Credits and mismatch reports use sequence 0
+ * because they outlive collectives. The direct algorithms put 8 bits of the collective's
+ * signature (wf_comm_t.sig_sub) into the sub-index of their data messages, so a rank never
+ * consumes the data of a rank that called a different collective.
  */
 enum {
     WF_TAG_DATA = 1,   /* eager payload */
     WF_TAG_CTRL = 2,   /* a receiver's buffer descriptor for RDMA writes */
     WF_TAG_CREDIT = 3, /* ring stream: slots the receiver has freed */
-    WF_TAG_BARRIER = 4
+    WF_TAG_BARRIER = 4,
+    WF_TAG_SIG = 5,    /* to the left neighbour: signature header, then any data for that neighbour */
+    WF_TAG_ABORT = 6   /* a mismatch report to every rank (sequence 0, any sender) */
 };
+
+#define WF_TAG_SENDER_MASK 0xfffffull /* the sender field of a tag */
 
 #define WF_MAX_RANKS (1 << 20)
 
@@ -72,6 +79,8 @@ typedef struct {
     uint64_t credit_out;              /* this rank's count of freed stream slots, sent left */
     uint8_t barrier_out;
     uint8_t barrier_in;
+    wf_report_t report_in;  /* a mismatch report from another rank */
+    wf_report_t report_out; /* this rank's report, sent to every other rank */
 } wf_control_t;
 
 /* One incoming stream slot after its data arrived. */
@@ -141,6 +150,28 @@ struct weft_comm {
     wf_mr_t control_mr;
     void *control_desc;    /* local descriptor of control, NULL when not needed */
 
+    /*
+     * Mismatch detection (src/mismatch.c). sig_in receives the right neighbour's signature and
+     * any data it sends this rank; sig_out stages this rank's signature and data for the left
+     * neighbour. Both hold a header plus eager_limit bytes, so no neighbour's message can be cut.
+     */
+    wf_signature_t sig;     /* this rank's signature of the current collective */
+    unsigned sig_sub;       /* 8 bits of sig for the tags of direct data messages */
+    char *sig_in, *sig_out;
+    size_t sig_capacity;    /* bytes of each of sig_in and sig_out */
+    wf_mr_t sig_mr;         /* both buffers, one registration */
+    void *sig_desc;
+    wf_xfer_t sig_in_xfer, sig_out_xfer;
+    int sig_registered;
+    int sig_sent;           /* this collective's signature is posted to the left neighbour */
+    int sig_waiting;        /* the right neighbour's signature is expected and not compared yet */
+    int sig_checked;        /* the right neighbour's signature arrived and matched */
+    int sig_done;           /* wf_sig_wait completed for this collective */
+    size_t sig_expect;      /* data bytes this rank expects after the right neighbour's header */
+    wf_xfer_t report_in_xfer;  /* receive of a mismatch report, posted for the communicator's life */
+    wf_xfer_t *report_xfers;   /* sends of this rank's report, one per rank */
+    uint64_t report_until;     /* while sending the report: when to give up (monotonic ns), else 0 */
+
     void *pack_buffer; /* weft_allreduce_multi's pack, kept so its registration is reused */
     size_t pack_buffer_size;
 
@@ -173,8 +204,20 @@ const char *wf_init_error(void);
 /* Create a communicator of nranks from a unique id (weft_comm_init_rank and weft_comm_split). */
 weft_result_t wf_comm_create_from_id(weft_comm_t *out, int nranks, const weft_unique_id_t *id, int rank);
 
-/* Start a collective: bump the sequence number, reset the arrival counters and the deadline. */
-void wf_coll_begin(weft_comm_t comm, const char *name);
+/*
+ * Start a collective: bump the sequence number, reset the arrival counters and the deadline, and
+ * post the receive of the right neighbour's signature. sig holds what this rank passed.
+ */
+void wf_coll_begin(weft_comm_t comm, const char *name, const wf_signature_t *sig);
+
+/* Data the right neighbour sent after its signature, valid once wf_sig_wait succeeded. */
+static inline const void *wf_sig_data(const weft_comm_t comm) { return comm->sig_in + sizeof(wf_signature_t); }
+
+/* Non-zero when the neighbour's signature or another rank's report waits to be looked at. */
+static inline int wf_mismatch_pending(const weft_comm_t comm)
+{
+    return (comm->sig_waiting && comm->sig_in_xfer.done) || comm->report_in_xfer.done;
+}
 
 /*
  * Poll the transport once and check the deadline. Returns WEFT_SUCCESS, or the failure (timeout,

@@ -56,17 +56,18 @@ weft_result_t wf_comm_invalid(weft_comm_t comm, const char *format, ...)
     return WEFT_ERR_INVALID_ARGUMENT;
 }
 
-void wf_coll_begin(weft_comm_t comm, const char *name)
+void wf_coll_begin(weft_comm_t comm, const char *name, const wf_signature_t *sig)
 {
     comm->seq = (comm->seq + 1) & 0xffffffu;
     if (comm->seq == 0)
-        comm->seq = 1; /* sequence 0 is reserved for credits */
+        comm->seq = 1; /* sequence 0 is reserved for credits and mismatch reports */
     comm->coll_name = name;
     comm->next_token = 0;
     comm->idle_polls = 0;
     clock_gettime(CLOCK_MONOTONIC, &comm->deadline);
     comm->deadline.tv_sec += comm->timeout_s;
     wf_status_begin(comm, name);
+    wf_sig_begin(comm, sig);
 }
 
 void wf_comm_on_remote_write(void *arg, uint32_t immediate)
@@ -123,12 +124,19 @@ static weft_result_t timed_out(weft_comm_t comm, int waiting_for)
     return wf_comm_fail(comm, WEFT_ERR_TIMEOUT, "%s", message);
 }
 
-/* Fail comm when the bootstrap reports a lost rank or the collective's deadline passed. */
-static weft_result_t check_job(weft_comm_t comm, int waiting_for)
+/*
+ * Fail comm when the bootstrap reports a lost rank or the collective's deadline passed. Outside
+ * a post (may_wait), a lost rank first gets a moment for a mismatch report: a rank that found a
+ * mismatch reports it and then may destroy its communicator at once.
+ */
+static weft_result_t check_job(weft_comm_t comm, int waiting_for, int may_wait)
 {
-    if (comm->bootstrap->check != NULL && comm->bootstrap->check(comm->bootstrap) != WEFT_SUCCESS)
+    if (comm->bootstrap->check != NULL && comm->bootstrap->check(comm->bootstrap) != WEFT_SUCCESS) {
+        if (may_wait && wf_mismatch_grace(comm) != WEFT_SUCCESS)
+            return comm->failure;
         return wf_comm_fail(comm, WEFT_ERR_REMOTE, "%s (call %u) on rank %d failed because the job lost a rank: %.380s",
                             comm->coll_name, comm->seq, comm->rank, wf_bootstrap_last_error(comm->bootstrap));
+    }
     if (comm->deadline.tv_sec == 0 || !deadline_passed(&comm->deadline)) {
         if (comm->deadline.tv_sec != 0 && comm->idle_polls >= WF_STATUS_POLLS)
             wf_status_waiting(comm, waiting_for); /* long enough to matter to a timeout explanation */
@@ -140,13 +148,19 @@ static weft_result_t check_job(weft_comm_t comm, int waiting_for)
 int wf_comm_should_stop(void *arg)
 {
     weft_comm_t comm = arg;
+    if (comm->report_until != 0) /* sending a mismatch report after the failure: only time stops it */
+        return wf_mismatch_now_ns() > comm->report_until;
     /*
      * The peer may need this thread's help to drain its queue: on a new endpoint, the shm provider
      * completes its connection only when the peer polls, and the peer may be waiting on another of
      * this thread's communicators. So let the other fibers run while this post waits.
      */
     wf_exec_idle(comm);
-    return comm->failure != WEFT_SUCCESS || check_aborted(comm) != WEFT_SUCCESS || check_job(comm, -1) != WEFT_SUCCESS;
+    /* Inside a post: take in another rank's mismatch report, but send nothing from here. */
+    if (comm->report_in_xfer.done && comm->failure == WEFT_SUCCESS)
+        wf_mismatch_report_received(comm);
+    return comm->failure != WEFT_SUCCESS || check_aborted(comm) != WEFT_SUCCESS ||
+           check_job(comm, -1, 0) != WEFT_SUCCESS;
 }
 
 /*
@@ -181,12 +195,19 @@ weft_result_t wf_comm_progress(weft_comm_t comm, int waiting_for)
         return comm->failure;
 
     int events = comm->ops->progress(comm->transport);
-    if (events < 0 && blame_lost_rank(comm) != WEFT_SUCCESS)
-        return comm->failure;
-    if (events < 0)
-        return wf_comm_fail(comm, WEFT_ERR_TRANSPORT, "%s on rank %d failed in the transport: %s",
-                            comm->coll_name, comm->rank, comm->ops->error_string(comm->transport));
+    if (events < 0) {
+        /* Maybe the echo of another rank's failure: a mismatch report or a lost rank names the cause. */
+        char error[400];
+        snprintf(error, sizeof(error), "%s", comm->ops->error_string(comm->transport));
+        if (wf_mismatch_grace(comm) != WEFT_SUCCESS || blame_lost_rank(comm) != WEFT_SUCCESS)
+            return comm->failure;
+        return wf_comm_fail(comm, WEFT_ERR_TRANSPORT, "%s on rank %d failed in the transport: %s", comm->coll_name,
+                            comm->rank, error);
+    }
     if (comm->failure != WEFT_SUCCESS)
+        return comm->failure;
+    /* Two flag tests: the neighbour's signature to compare, or another rank's mismatch report. */
+    if (wf_mismatch_pending(comm) && wf_mismatch_poll(comm) != WEFT_SUCCESS)
         return comm->failure;
     if (events > 0) {
         comm->idle_polls = 0;
@@ -197,7 +218,7 @@ weft_result_t wf_comm_progress(weft_comm_t comm, int waiting_for)
     if (++comm->idle_polls < WF_SPIN_POLLS)
         return WEFT_SUCCESS;
     /* Idle for a while: check for lost ranks and the clock (cheap enough now), and give the core away. */
-    if ((comm->idle_polls & 63u) == 0 && check_job(comm, waiting_for) != WEFT_SUCCESS)
+    if ((comm->idle_polls & 63u) == 0 && check_job(comm, waiting_for, 1) != WEFT_SUCCESS)
         return comm->failure;
     sched_yield();
     return WEFT_SUCCESS;
@@ -210,17 +231,16 @@ weft_result_t wf_comm_wait_xfer(weft_comm_t comm, wf_xfer_t *xfer, int peer, con
         if (result != WEFT_SUCCESS)
             return result;
     }
-    if (xfer->status == -EMSGSIZE)
-        return wf_comm_fail(comm, WEFT_ERR_TRANSPORT,
-                            "%s on rank %d: rank %d sent more data than this rank expects (%s); the ranks "
-                            "probably passed different counts or datatypes to this collective",
-                            comm->coll_name, comm->rank, peer, comm->ops->error_string(comm->transport));
-    if (xfer->status != 0 && blame_lost_rank(comm) != WEFT_SUCCESS)
-        return comm->failure;
-    if (xfer->status != 0)
-        return wf_comm_fail(comm, WEFT_ERR_TRANSPORT, "%s on rank %d: %s with rank %d failed: %s",
-                            comm->coll_name, comm->rank, what, peer,
-                            comm->ops->error_string(comm->transport));
+    if (xfer->status == -EMSGSIZE) /* a receive too short for the message: the ranks disagree */
+        return wf_comm_length_mismatch(comm, peer, what, xfer->length, xfer->length, 1);
+    if (xfer->status != 0) {
+        char error[400];
+        snprintf(error, sizeof(error), "%s", comm->ops->error_string(comm->transport));
+        if (wf_mismatch_grace(comm) != WEFT_SUCCESS || blame_lost_rank(comm) != WEFT_SUCCESS)
+            return comm->failure;
+        return wf_comm_fail(comm, WEFT_ERR_TRANSPORT, "%s on rank %d: %s with rank %d failed: %s", comm->coll_name,
+                            comm->rank, what, peer, error);
+    }
     return WEFT_SUCCESS;
 }
 
@@ -232,6 +252,14 @@ weft_result_t wf_comm_wait_arrivals(weft_comm_t comm, uint32_t token, uint32_t c
             return result;
     }
     return WEFT_SUCCESS;
+}
+
+weft_result_t wf_comm_wait_recv(weft_comm_t comm, wf_xfer_t *xfer, int peer, const char *what, size_t expected)
+{
+    weft_result_t result = wf_comm_wait_xfer(comm, xfer, peer, what);
+    if (result == WEFT_SUCCESS && xfer->length != expected)
+        result = wf_comm_length_mismatch(comm, peer, what, expected, xfer->length, 0);
+    return result;
 }
 
 weft_result_t wf_comm_reserve_tokens(weft_comm_t comm, uint32_t n, uint32_t *first)

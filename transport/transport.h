@@ -74,6 +74,14 @@ typedef struct wf_transport_ops {
                 wf_xfer_t *xfer);
     int (*recv)(wf_transport_t *t, int peer, uint64_t tag, void *buf, size_t length, void *desc,
                 wf_xfer_t *xfer);
+    /*
+     * Receive one message from any rank whose tag matches tag in every bit not set in ignore (for
+     * example the sender field). Used for messages whose sender is not known in advance. Post it
+     * before such a message can arrive: shm of libfabric 1.17 never matches a message that arrived
+     * first to a receive with ignore bits.
+     */
+    int (*recv_any)(wf_transport_t *t, uint64_t tag, uint64_t ignore, void *buf, size_t length, void *desc,
+                    wf_xfer_t *xfer);
     /* Write length bytes to the peer's remote_addr/key; the peer receives immediate in on_remote_write. */
     int (*write)(wf_transport_t *t, int peer, const void *buf, size_t length, void *desc,
                  uint64_t remote_addr, uint64_t key, uint32_t immediate, wf_xfer_t *xfer);
@@ -87,6 +95,11 @@ typedef struct wf_transport_ops {
     /* Largest single write or send the provider accepts. */
     size_t (*max_message_size)(wf_transport_t *t);
 
+    /*
+     * Before destroying the instance of a failed communicator: cancel what is posted and poll until
+     * the peers' traffic stops, for at most milliseconds. Afterwards no xfer is touched again.
+     */
+    void (*drain)(wf_transport_t *t, int milliseconds);
     void (*destroy)(wf_transport_t *t);
 } wf_transport_ops_t;
 

@@ -24,7 +24,9 @@ weft_result_t wf_chain_broadcast(weft_comm_t comm, void *buf, size_t bytes, int 
     uint32_t nchunks = (uint32_t)((bytes + chunk - 1) / chunk);
 
     wf_mr_ref_t ref;
-    weft_result_t result = wf_mr_get(comm, buf, bytes, &ref);
+    weft_result_t result = wf_sig_send(comm, NULL, 0, 0);
+    if (result == WEFT_SUCCESS)
+        result = wf_mr_get(comm, buf, bytes, &ref);
     if (result != WEFT_SUCCESS)
         return result;
     const wf_mr_t *mr = wf_mr_of(&ref);
@@ -58,5 +60,5 @@ weft_result_t wf_chain_broadcast(weft_comm_t comm, void *buf, size_t bytes, int 
 
     free(xfers);
     wf_mr_put(comm, &ref);
-    return result;
+    return wf_sig_finish(comm, result);
 }

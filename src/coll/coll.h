@@ -4,6 +4,11 @@
  * Every algorithm works on byte ranges and element counts already validated by the API layer
  * (src/api.c), runs to completion before returning, and reports failures through wf_comm_fail.
  * Algorithms use only the transport interface, never libfabric directly.
+ *
+ * Every algorithm takes part in mismatch detection (src/mismatch.c): before it waits for anything
+ * it sends its signature to the left neighbour with wf_sig_send (with the data it has for that
+ * neighbour, if any), and it returns through wf_sig_finish, so it succeeds only after the right
+ * neighbour's signature matched. Nobody writes into a neighbour's memory before that check.
  */
 #ifndef WF_COLL_H
 #define WF_COLL_H
@@ -59,6 +64,15 @@ weft_result_t wf_eager_buffer(weft_comm_t comm, size_t bytes, void **buffer, voi
 static inline int wf_right(const weft_comm_t comm) { return (comm->rank + 1) % comm->nranks; }
 static inline int wf_left(const weft_comm_t comm) { return (comm->rank + comm->nranks - 1) % comm->nranks; }
 
+/*
+ * Tag of a direct algorithm's data message from sender. Its sub-index holds 8 bits of the
+ * collective's signature, so a receive never matches data of a rank that passed other arguments.
+ */
+static inline uint64_t wf_data_tag(const weft_comm_t comm, int sender)
+{
+    return wf_tag(comm->seq, WF_TAG_DATA, comm->sig_sub, sender);
+}
+
 /* Split total elements into nranks blocks; the first total % nranks blocks get one more. */
 static inline size_t wf_block_count(size_t total, int nranks, int block)
 {
@@ -97,8 +111,13 @@ weft_result_t wf_ring_reduce(weft_comm_t comm, const void *sendbuf, void *recvbu
 weft_result_t wf_chain_broadcast(weft_comm_t comm, void *buf, size_t bytes, int root);
 weft_result_t wf_dissemination_barrier(weft_comm_t comm);
 
-/* Ring stream setup and teardown, called at communicator creation and destruction. */
+/*
+ * Ring stream setup and teardown, called at communicator creation and destruction. fini
+ * deregisters the regions; free releases their memory, only after the transport is destroyed,
+ * because a failed collective may leave a neighbour's write into them in flight until then.
+ */
 weft_result_t wf_stream_init(weft_comm_t comm);
 void wf_stream_fini(weft_comm_t comm);
+void wf_stream_free(weft_comm_t comm);
 
 #endif /* WF_COLL_H */

@@ -159,6 +159,9 @@ weft_result_t wf_exchange_buffers(weft_comm_t comm, int writer, const wf_remote_
         result = wf_comm_wait_xfer(comm, &recv, target, "receiving a buffer descriptor");
     if (result == WEFT_SUCCESS && writer >= 0)
         result = wf_comm_wait_xfer(comm, &send, writer, "sending a buffer descriptor");
+    /* Write into the target's memory only once its signature matched: same counts, same layout. */
+    if (result == WEFT_SUCCESS && target >= 0)
+        result = wf_sig_wait(comm);
     if (result == WEFT_SUCCESS && target >= 0)
         *theirs = control->peer_buffer;
     return result;

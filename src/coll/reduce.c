@@ -35,7 +35,7 @@ weft_result_t wf_ring_reduce(weft_comm_t comm, const void *sendbuf, void *recvbu
                               block_desc, &send);
         if (result == WEFT_SUCCESS)
             result = wf_comm_wait_xfer(comm, &send, root, "sending a reduced block to the root");
-        return result;
+        return wf_sig_finish(comm, result);
     }
 
     wf_xfer_t *recvs = calloc((unsigned)comm->nranks, sizeof(*recvs));
@@ -52,8 +52,9 @@ weft_result_t wf_ring_reduce(weft_comm_t comm, const void *sendbuf, void *recvbu
                                   desc, &recvs[peer]);
     for (int peer = 0; peer < comm->nranks && result == WEFT_SUCCESS; peer++)
         if (peer != root)
-            result = wf_comm_wait_xfer(comm, &recvs[peer], peer, "receiving a reduced block");
+            result = wf_comm_wait_recv(comm, &recvs[peer], peer, "receiving a reduced block",
+                                       counts[peer] * plan->user_size);
     wf_mr_put(comm, &ref);
     free(recvs);
-    return result;
+    return wf_sig_finish(comm, result);
 }

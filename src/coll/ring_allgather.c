@@ -18,7 +18,9 @@ weft_result_t wf_ring_allgather(weft_comm_t comm, void *recvbuf, size_t total_by
     uint32_t token = 0;
     wf_mr_ref_t ref;
 
-    weft_result_t result = wf_mr_get(comm, recvbuf, total_bytes, &ref);
+    weft_result_t result = wf_sig_send(comm, NULL, 0, 0);
+    if (result == WEFT_SUCCESS)
+        result = wf_mr_get(comm, recvbuf, total_bytes, &ref);
     if (result != WEFT_SUCCESS)
         return result;
     const wf_mr_t *mr = wf_mr_of(&ref);
@@ -62,5 +64,5 @@ weft_result_t wf_ring_allgather(weft_comm_t comm, void *recvbuf, size_t total_by
 
     free(xfers);
     wf_mr_put(comm, &ref);
-    return result;
+    return wf_sig_finish(comm, result);
 }

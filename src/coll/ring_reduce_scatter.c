@@ -200,12 +200,18 @@ weft_result_t wf_ring_reduce_scatter(weft_comm_t comm, const void *sendbuf, void
 
     /* Step 0 writes straight from sendbuf when no conversion is needed. */
     wf_mr_ref_t send_ref = {0};
-    weft_result_t result = WEFT_SUCCESS;
-    if (plan->partial_size == plan->user_size) {
+    weft_result_t result = wf_sig_send(comm, NULL, 0, 0);
+    if (result == WEFT_SUCCESS && plan->partial_size == plan->user_size) {
         result = wf_mr_get(comm, sendbuf, total * plan->user_size, &send_ref);
         if (result == WEFT_SUCCESS)
             a.send_desc = wf_mr_of(&send_ref)->desc;
     }
+    /*
+     * Write into the right neighbour's slots only once its signature matched: a neighbour that
+     * passed other arguments must not receive (and may be destroying its endpoint while) a chunk.
+     */
+    if (result == WEFT_SUCCESS)
+        result = wf_sig_wait(comm);
 
     for (size_t chunk = 0; chunk < nchunks && result == WEFT_SUCCESS; chunk++) {
         wf_slot_state_t *held = NULL; /* slot reduced in the previous step, forwarded in this one */
@@ -233,7 +239,7 @@ weft_result_t wf_ring_reduce_scatter(weft_comm_t comm, const void *sendbuf, void
     if (result == WEFT_SUCCESS)
         result = stream_wait(comm, wf_left(comm), all_freed);
     wf_mr_put(comm, &send_ref);
-    return result;
+    return wf_sig_finish(comm, result);
 }
 
 /* Allocate and register one region of WF_STREAM_SLOTS chunks. */
@@ -307,13 +313,16 @@ weft_result_t wf_stream_init(weft_comm_t comm)
 void wf_stream_fini(weft_comm_t comm)
 {
     wf_stream_t *stream = &comm->stream;
-    if (stream->slots != NULL) {
+    if (stream->slots != NULL)
         comm->ops->mr_deregister(comm->transport, &stream->slots_mr);
-        free(stream->slots);
-    }
-    if (stream->staging != NULL) {
+    if (stream->staging != NULL)
         comm->ops->mr_deregister(comm->transport, &stream->staging_mr);
-        free(stream->staging);
-    }
+}
+
+void wf_stream_free(weft_comm_t comm)
+{
+    wf_stream_t *stream = &comm->stream;
+    free(stream->slots);
+    free(stream->staging);
     memset(stream, 0, sizeof(*stream));
 }

@@ -29,6 +29,12 @@
 /* How long a post keeps retrying while the provider returns FI_EAGAIN, in seconds. */
 #define WF_OFI_POST_TIMEOUT_SEC 30
 
+/* How long drain() waits for the completion queue to stay quiet before it returns, in milliseconds. */
+#define WF_OFI_QUIET_MS 100
+
+/* Operation records are allocated in blocks of this many and recycled through a free list. */
+#define WF_OFI_OP_BLOCK 64
+
 /* Completions read from the CQ per fi_cq_read call. */
 #define WF_OFI_CQ_BATCH 16
 
@@ -42,6 +48,7 @@ typedef enum { WF_OFI_OP_SEND, WF_OFI_OP_RECV, WF_OFI_OP_WRITE } wf_ofi_op_kind_
 typedef struct wf_ofi_op {
     struct fi_context2 context;
     struct wf_ofi_op *next_free;
+    int in_use;                     /* posted and not completed; destroy() cancels these */
     wf_xfer_t *xfer;
     wf_ofi_op_kind_t kind;
     int peer;
@@ -92,6 +99,7 @@ struct wf_transport {
      * the next progress() call, so on_remote_write runs only from progress() as transport.h states.
      */
     int post_depth;
+    int destroying; /* drain() ran: the xfers of posted operations may be gone, so they are not touched */
     uint32_t *deferred_immediates;
     size_t deferred_count, deferred_capacity;
     int deferred_error; /* negative code of a failure seen during a post, returned by progress() */

@@ -19,13 +19,12 @@
 
 #include "ofi.h"
 
-/* Operation records are allocated in blocks of this many and recycled through a free list. */
-#define WF_OFI_OP_BLOCK 64
-
 int wf_ofi_send(wf_transport_t *t, int peer, uint64_t tag, const void *buf, size_t length, void *desc,
                 wf_xfer_t *xfer);
 int wf_ofi_recv(wf_transport_t *t, int peer, uint64_t tag, void *buf, size_t length, void *desc,
                 wf_xfer_t *xfer);
+int wf_ofi_recv_any(wf_transport_t *t, uint64_t tag, uint64_t ignore, void *buf, size_t length, void *desc,
+                    wf_xfer_t *xfer);
 int wf_ofi_write(wf_transport_t *t, int peer, const void *buf, size_t length, void *desc,
                  uint64_t remote_addr, uint64_t key, uint32_t immediate, wf_xfer_t *xfer);
 
@@ -53,12 +52,14 @@ static wf_ofi_op_t *op_acquire(wf_transport_t *t)
     wf_ofi_op_t *op = t->free_ops;
     t->free_ops = op->next_free;
     memset(op, 0, sizeof(*op));
+    op->in_use = 1;
     t->ops_in_flight++;
     return op;
 }
 
 void wf_ofi_op_release(wf_transport_t *t, wf_ofi_op_t *op)
 {
+    op->in_use = 0;
     op->next_free = t->free_ops;
     t->free_ops = op;
     t->ops_in_flight--;
@@ -259,6 +260,30 @@ int wf_ofi_send(wf_transport_t *t, int peer, uint64_t tag, const void *buf, size
     }
 }
 
+/* Post one fi_trecv; peer -1 receives from any source. */
+static int post_recv(wf_transport_t *t, int peer, uint64_t tag, uint64_t ignore, void *buf, size_t length,
+                     void *desc, wf_xfer_t *xfer)
+{
+    reset_xfer(xfer);
+    wf_ofi_op_t *op = start_op(t, WF_OFI_OP_RECV, peer, length, tag, xfer);
+    if (op == NULL)
+        return -ENOMEM;
+    fi_addr_t source = peer >= 0 ? (fi_addr_t)peer : FI_ADDR_UNSPEC;
+    uint64_t deadline = 0;
+    for (;;) {
+        /* FI_DIRECTED_RECV makes a given source rank match too; FI_ADDR_UNSPEC matches any rank. */
+        ssize_t ret = fi_trecv(t->ep, buf, length, desc, source, tag, ignore, &op->context);
+        if (ret == 0)
+            return 0;
+        int rc = ret == -FI_EAGAIN ? wait_for_queue_space(t, &deadline, "fi_trecv", peer, length)
+                                   : post_failed(t, "fi_trecv", peer, length, ret);
+        if (rc < 0) {
+            wf_ofi_op_release(t, op);
+            return rc;
+        }
+    }
+}
+
 int wf_ofi_recv(wf_transport_t *t, int peer, uint64_t tag, void *buf, size_t length, void *desc,
                 wf_xfer_t *xfer)
 {
@@ -267,24 +292,19 @@ int wf_ofi_recv(wf_transport_t *t, int peer, uint64_t tag, void *buf, size_t len
         rc = check_tag(t, "tagged receive", peer, tag);
     if (rc != 0)
         return rc;
-    reset_xfer(xfer);
+    return post_recv(t, peer, tag, 0, buf, length, desc, xfer); /* ignore = 0: every tag bit must match */
+}
 
-    wf_ofi_op_t *op = start_op(t, WF_OFI_OP_RECV, peer, length, tag, xfer);
-    if (op == NULL)
-        return -ENOMEM;
-    uint64_t deadline = 0;
-    for (;;) {
-        /* ignore = 0: every tag bit must match; FI_DIRECTED_RECV makes the source rank match too. */
-        ssize_t ret = fi_trecv(t->ep, buf, length, desc, (fi_addr_t)peer, tag, 0, &op->context);
-        if (ret == 0)
-            return 0;
-        rc = ret == -FI_EAGAIN ? wait_for_queue_space(t, &deadline, "fi_trecv", peer, length)
-                               : post_failed(t, "fi_trecv", peer, length, ret);
-        if (rc < 0) {
-            wf_ofi_op_release(t, op);
-            return rc;
-        }
-    }
+int wf_ofi_recv_any(wf_transport_t *t, uint64_t tag, uint64_t ignore, void *buf, size_t length, void *desc,
+                    wf_xfer_t *xfer)
+{
+    /* check_post wants a rank; 0 exists in every communicator and stands for "any" in its checks. */
+    int rc = check_post(t, "tagged receive from any rank", 0, buf, length, desc, 1, xfer);
+    if (rc == 0)
+        rc = check_tag(t, "tagged receive from any rank", 0, tag | ignore);
+    if (rc != 0)
+        return rc;
+    return post_recv(t, -1, tag, ignore, buf, length, desc, xfer);
 }
 
 /*

@@ -76,6 +76,10 @@ static wf_ofi_op_t *op_of_context(void *context)
 static void complete_op(struct wf_transport *t, wf_ofi_op_t *op, size_t received, int status)
 {
     wf_xfer_t *xfer = op->xfer;
+    if (t->destroying) {
+        wf_ofi_op_release(t, op);
+        return;
+    }
     xfer->length = op->kind == WF_OFI_OP_RECV ? received : op->length;
     xfer->status = status;
     /* The status must be stored before done, which the caller polls. */
@@ -96,6 +100,8 @@ static int fail_unmatched(struct wf_transport *t, int rc)
 
 static int deliver_immediate(struct wf_transport *t, uint32_t immediate)
 {
+    if (t->destroying)
+        return 1;
     if (t->post_depth == 0) {
         if (t->on_remote_write != NULL)
             t->on_remote_write(t->callback_arg, immediate);

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <rdma/fabric.h>
@@ -33,6 +34,8 @@ int wf_ofi_send(wf_transport_t *t, int peer, uint64_t tag, const void *buf, size
                 wf_xfer_t *xfer);
 int wf_ofi_recv(wf_transport_t *t, int peer, uint64_t tag, void *buf, size_t length, void *desc,
                 wf_xfer_t *xfer);
+int wf_ofi_recv_any(wf_transport_t *t, uint64_t tag, uint64_t ignore, void *buf, size_t length, void *desc,
+                    wf_xfer_t *xfer);
 int wf_ofi_write(wf_transport_t *t, int peer, const void *buf, size_t length, void *desc,
                  uint64_t remote_addr, uint64_t key, uint32_t immediate, wf_xfer_t *xfer);
 
@@ -406,6 +409,42 @@ static void close_fid(struct fid *fid, const char *object, const char *provider)
         WF_OFI_WARN("fi_close of the %s failed on provider %s: %s", object, provider, fi_strerror(-ret));
 }
 
+static uint64_t monotonic_ns(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
+}
+
+/*
+ * After a failure: cancel every posted operation, then poll until nothing is posted and the peers'
+ * traffic has stopped for WF_OFI_QUIET_MS (long enough for a descheduled peer to run again on a busy
+ * machine), at most milliseconds. tcp;ofi_rxm of libfabric 1.17 can
+ * crash in fi_close of an endpoint whose connections still carry traffic (an rxm connection freed
+ * while completions that refer to it wait in the queue). The operations belong to a failed
+ * collective whose xfers may be gone, so from now on completions only release the records, and
+ * immediates are dropped.
+ */
+static void ofi_drain(wf_transport_t *t, int milliseconds)
+{
+    if (t == NULL || !t->connected)
+        return;
+    t->destroying = 1;
+    for (size_t b = 0; b < t->op_block_count; b++)
+        for (size_t i = 0; i < WF_OFI_OP_BLOCK; i++)
+            if (t->op_blocks[b][i].in_use)
+                fi_cancel(&t->ep->fid, &t->op_blocks[b][i].context);
+    uint64_t now = monotonic_ns(), until = now + (uint64_t)milliseconds * 1000000u, last_event = now;
+    while (now < until && (t->ops_in_flight > 0 || now - last_event < (uint64_t)WF_OFI_QUIET_MS * 1000000u)) {
+        if (wf_ofi_poll(t) != 0)
+            last_event = monotonic_ns();
+        now = monotonic_ns();
+    }
+    if (t->ops_in_flight > 0)
+        WF_OFI_INFO("rank %d: %zu operations still posted after draining for %d ms", t->rank, t->ops_in_flight,
+                    milliseconds);
+}
+
 static void ofi_destroy(wf_transport_t *t)
 {
     if (t == NULL)
@@ -459,10 +498,12 @@ const wf_transport_ops_t wf_ofi_transport = {
     .needs_local_mr = ofi_needs_local_mr,
     .send = wf_ofi_send,
     .recv = wf_ofi_recv,
+    .recv_any = wf_ofi_recv_any,
     .write = wf_ofi_write,
     .progress = wf_ofi_progress,
     .error_string = ofi_error_string,
     .provider_name = ofi_provider_name,
     .max_message_size = ofi_max_message_size,
+    .drain = ofi_drain,
     .destroy = ofi_destroy,
 };
