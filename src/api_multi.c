@@ -5,9 +5,9 @@
  * buffers below twice WEFT_CHUNK_SIZE are copied back to back into a pack of up to 16 chunks,
  * the pack is reduced in one all-reduce, and the results are copied back. Larger buffers already
  * fill the ring's pipeline and are reduced in place on their own. Over the shm provider a call
- * costs only microseconds and the copies of a large pack cost more than they save (measured with
- * weft-bench allreduce_multi on 2 ranks: 0.6 to 0.8 times the speed of a call per buffer), so
- * there only buffers up to half WEFT_EAGER_LIMIT are packed, into packs of WEFT_EAGER_LIMIT. Every rank walks the buffers in
+ * costs only microseconds, and the copies of a large pack cost more than they save: weft-bench
+ * allreduce_multi on 2 ranks measured 0.6 to 0.8 times the speed of a call per buffer. So over shm
+ * only buffers up to half WEFT_EAGER_LIMIT are packed, into packs of WEFT_EAGER_LIMIT. Every rank walks the buffers in
  * the same order with the same counts, so every rank issues the same sequence of all-reduces.
  */
 #include <stdint.h>

@@ -105,7 +105,7 @@ static weft_result_t check_aborted(weft_comm_t comm)
                         "communicator; destroy it", comm->coll_name ? comm->coll_name : "a call", comm->rank);
 }
 
-/* Fail comm with a timeout that says which ranks had not reached the collective, and where they are. */
+/* Fail comm with a timeout message that names the ranks that had not reached the collective, and where they are. */
 static weft_result_t timed_out(weft_comm_t comm, int waiting_for)
 {
     char message[sizeof(comm->last_error)];
