@@ -206,7 +206,7 @@ weft_result_t wf_comm_create_from_id(weft_comm_t *out, int nranks, const weft_un
 
 /*
  * Start a collective: bump the sequence number, reset the arrival counters and the deadline, and
- * post the receive of the right neighbour's signature. sig holds what this rank passed.
+ * post the receive of the right neighbour's signature. sig is what this rank passed.
  */
 void wf_coll_begin(weft_comm_t comm, const char *name, const wf_signature_t *sig);
 

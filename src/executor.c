@@ -130,7 +130,7 @@ static double seconds_since(const struct timespec *then)
 }
 
 /*
- * Resume comm's fiber once; the caller holds ex->driving. Time the fiber spent suspended in the
+ * Resume comm's fiber once; the caller has taken ex->driving. Time the fiber spent suspended in the
  * middle of an operation does not count against WEFT_TIMEOUT: nobody polled for it.
  */
 static void resume(weft_comm_t comm, int yield_on_idle)
@@ -270,7 +270,7 @@ void wf_exec_fini(weft_comm_t comm)
         ex->stop = 1;
         pthread_cond_signal(&ex->wake);
         pthread_mutex_unlock(&ex->lock);
-        pthread_join(ex->thread, NULL); /* it completes the queue before it sees stop */
+        pthread_join(ex->thread, NULL); /* it completes the queue before it reads stop */
         ex->threaded = 0;
     }
     if (ex->fiber != NULL) {

@@ -3,7 +3,7 @@
  *
  * The executor runs blocking collective algorithms on a fiber, so that weft_test can poll an
  * operation for a moment and return while the operation keeps its place in the middle of its
- * algorithm. A fiber is resumed by one thread at a time; it yields back to whoever resumed it.
+ * algorithm. A fiber is resumed by one thread at a time; it yields back to the thread that resumed it.
  */
 #ifndef WF_FIBER_H
 #define WF_FIBER_H

@@ -362,7 +362,7 @@ weft_result_t wf_sig_wait(weft_comm_t comm)
     weft_result_t result = wf_sig_send(comm, NULL, 0, comm->sig_expect); /* no-op unless an algorithm forgot */
     int right = wf_right(comm), left = wf_left(comm);
     while (result == WEFT_SUCCESS && !comm->sig_checked) {
-        if (!comm->sig_waiting) /* the receive could not be posted; comm->failure says why */
+        if (!comm->sig_waiting) /* the receive could not be posted; comm->failure contains the reason */
             return comm->failure != WEFT_SUCCESS ? comm->failure
                                                  : wf_comm_fail(comm, WEFT_ERR_INTERNAL, "%s on rank %d: no signature "
                                                                 "receive is posted", comm->coll_name, comm->rank);

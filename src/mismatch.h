@@ -28,7 +28,7 @@ enum {
     WF_KIND_REDUCE_SCATTERV
 };
 #define WF_SIG_NONE 0xff  /* datatype or op of a collective that has none */
-#define WF_SIG_MAGIC 0x57465347u /* "WFSG": tells a signature from other bytes and other versions */
+#define WF_SIG_MAGIC 0x57465347u /* "WFSG": distinguishes a signature from other bytes and other versions */
 
 typedef struct {
     uint8_t kind;      /* WF_KIND_* */
@@ -47,7 +47,7 @@ typedef struct {
     (&(const wf_signature_t){.kind = (kind_), .datatype = (uint8_t)(datatype_), .op = (uint8_t)(op_),             \
                              .root = (root_), .count = (uint64_t)(count_), .layout = (layout_)})
 
-#define WF_REPORT_BYTES 400 /* longest mismatch report sent to the other ranks, with its NUL */
+#define WF_REPORT_BYTES 400 /* maximum length of the mismatch report sent to the other ranks, with its NUL */
 
 /* A mismatch report: the call it is about, and the sentence of the rank that found it. */
 typedef struct {

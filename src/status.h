@@ -1,5 +1,5 @@
 /*
- * What each rank is doing, for the explanation of a timeout.
+ * Status records: each rank's current and recent collectives, for the explanation of a timeout.
  *
  * Every rank keeps a record of its current collective and the last few it completed. A small
  * thread sends the record to the rendezvous whenever it changed (at most every

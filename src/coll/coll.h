@@ -65,7 +65,7 @@ static inline int wf_right(const weft_comm_t comm) { return (comm->rank + 1) % c
 static inline int wf_left(const weft_comm_t comm) { return (comm->rank + comm->nranks - 1) % comm->nranks; }
 
 /*
- * Tag of a direct algorithm's data message from sender. Its sub-index holds 8 bits of the
+ * Tag of a direct algorithm's data message from sender. Its sub-index contains 8 bits of the
  * collective's signature, so a receive never matches data of a rank that passed other arguments.
  */
 static inline uint64_t wf_data_tag(const weft_comm_t comm, int sender)
