@@ -100,13 +100,46 @@ static void setup_local(weft_comm_t comm, wf_rank_info_t *mine)
     /* The transport needs to know whether every rank is local, which needs everyone's topology first. */
 }
 
+/*
+ * Whether the communicator combines shared memory inside nodes with the network between them:
+ * in automatic mode, when it spans several nodes and at least one node holds two of its ranks.
+ * Every rank sees the same node map, so every rank decides alike.
+ */
+static int wants_route(const weft_comm_t comm)
+{
+    if (wf_param_enum(WF_PARAM_TRANSPORT) != 0 || comm->nodes.nnodes < 2)
+        return 0;
+    for (int r = 0; r < comm->nranks; r++)
+        if (comm->nodes.local_size[r] > 1)
+            return 1;
+    return 0;
+}
+
+static int create_transport(weft_comm_t comm, const wf_transport_config_t *config, char *err, size_t errlen)
+{
+    if (wants_route(comm)) {
+        wf_route_parts_t parts = {{&wf_ofi_transport, &wf_ofi_transport}, {"shm", config->provider}};
+        comm->ops = &wf_route_transport;
+        int rc = wf_route_create(config, &parts, &comm->transport, err, errlen);
+        if (rc == 0)
+            WF_INFO(WF_SUB_INIT, "rank %d: %d nodes, so peers on this node go through shared memory and the others "
+                                 "through the network (WEFT_TRANSPORT=ofi uses the network for every peer)",
+                    comm->rank, comm->nodes.nnodes);
+        return rc;
+    }
+    comm->ops = &wf_ofi_transport;
+    return comm->ops->create(config, &comm->transport, err, errlen);
+}
+
 static weft_result_t open_transport(weft_comm_t comm, wf_rank_info_t *mine, int single_node)
 {
-    comm->ops = &wf_ofi_transport;
-    wf_transport_config_t config = {comm->rank, comm->nranks, single_node, wf_param_str(WF_PARAM_OFI_PROVIDER),
-                                    wf_comm_on_remote_write, wf_comm_should_stop, comm};
+    wf_transport_config_t config = {comm->rank,        comm->nranks,
+                                    single_node,       wf_param_str(WF_PARAM_OFI_PROVIDER),
+                                    wf_comm_on_remote_write, wf_comm_should_stop,
+                                    comm,              NULL,
+                                    comm->nodes.node_of_rank};
     char err[512] = "";
-    if (comm->ops->create(&config, &comm->transport, err, sizeof(err)) != 0) {
+    if (create_transport(comm, &config, err, sizeof(err)) != 0) {
         snprintf(comm->last_error, sizeof(comm->last_error), "rank %d could not open a libfabric endpoint: %.400s",
                  comm->rank, err);
         return WEFT_ERR_TRANSPORT;

@@ -51,6 +51,10 @@ typedef struct {
      */
     int (*should_stop)(void *arg);
     void *callback_arg;
+    /* Peers this instance must reach (non-zero entries, nranks of them); NULL for every rank. */
+    const unsigned char *peers;
+    /* Node index of every rank, for transports that route by node; may be NULL. */
+    const int *node_of_rank;
 } wf_transport_config_t;
 
 typedef struct wf_transport_ops {
@@ -65,8 +69,12 @@ typedef struct wf_transport_ops {
 
     int (*mr_register)(wf_transport_t *t, void *ptr, size_t length, wf_mr_t *mr);
     int (*mr_deregister)(wf_transport_t *t, wf_mr_t *mr);
-    /* Address a peer passes to write() to reach ptr inside mr (virtual address or offset). */
-    uint64_t (*remote_address)(wf_transport_t *t, const wf_mr_t *mr, const void *ptr);
+    /*
+     * Address that rank `writer` passes to write() to reach ptr inside mr (virtual address or
+     * offset), and in *key the key it passes. Both may depend on the writer when it is reached
+     * through another fabric (the route transport).
+     */
+    uint64_t (*remote_address)(wf_transport_t *t, const wf_mr_t *mr, const void *ptr, int writer, uint64_t *key);
     /* Non-zero when local buffers passed to send/recv/write need a descriptor (FI_MR_LOCAL). */
     int (*needs_local_mr)(wf_transport_t *t);
 
@@ -104,6 +112,21 @@ typedef struct wf_transport_ops {
 } wf_transport_ops_t;
 
 extern const wf_transport_ops_t wf_ofi_transport;
+extern const wf_transport_ops_t wf_route_transport;
+
+/* The two transports a route instance combines: [0] between ranks of one node, [1] between nodes. */
+typedef struct {
+    const wf_transport_ops_t *ops[2];
+    const char *provider[2]; /* provider names the parts are created with (NULL: automatic) */
+} wf_route_parts_t;
+
+/*
+ * Create a route instance (transport/route.c): peers on this rank's node go through parts->ops[0],
+ * the others through parts->ops[1]. config->node_of_rank is required. Ops of the result are
+ * wf_route_transport.
+ */
+int wf_route_create(const wf_transport_config_t *config, const wf_route_parts_t *parts, wf_transport_t **out,
+                    char *err, size_t errlen);
 
 /* Print the RMA-capable libfabric providers this process can open, one per line, for weft-info. */
 void wf_ofi_print_providers(void *file);

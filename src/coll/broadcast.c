@@ -38,7 +38,7 @@ weft_result_t wf_chain_broadcast(weft_comm_t comm, void *buf, size_t bytes, int 
     if (result == WEFT_SUCCESS && previous >= 0)
         result = wf_comm_reserve_tokens(comm, nchunks, &token);
 
-    wf_remote_buffer_t mine = {comm->ops->remote_address(comm->transport, mr, buf), mr->key, token, 0};
+    wf_remote_buffer_t mine = wf_describe_buffer(comm, mr, buf, previous, token);
     wf_remote_buffer_t theirs = {0};
     if (result == WEFT_SUCCESS)
         result = wf_exchange_buffers(comm, previous, &mine, next, &theirs);

@@ -50,6 +50,16 @@ weft_result_t wf_post_write(weft_comm_t comm, int peer, const void *buf, size_t 
                             uint32_t *pieces);
 uint32_t wf_write_pieces(weft_comm_t comm, size_t length);
 
+/* Descriptor of ptr inside mr for rank `writer` (-1: nobody writes; the result is then unused). */
+static inline wf_remote_buffer_t wf_describe_buffer(const weft_comm_t comm, const wf_mr_t *mr, const void *ptr,
+                                                    int writer, uint32_t token)
+{
+    wf_remote_buffer_t buffer = {0, 0, token, 0};
+    if (writer >= 0)
+        buffer.address = comm->ops->remote_address(comm->transport, mr, ptr, writer, &buffer.key);
+    return buffer;
+}
+
 /*
  * Tell `writer` where to write into this rank (mine), and learn from `target` where this rank writes
  * (theirs). Either rank may be -1 to skip that direction. Both descriptors go through the control page.

@@ -36,7 +36,7 @@ weft_result_t wf_ring_allgather(weft_comm_t comm, void *recvbuf, size_t total_by
     }
 
     result = wf_comm_reserve_tokens(comm, (uint32_t)n, &token);
-    wf_remote_buffer_t mine = {comm->ops->remote_address(comm->transport, mr, recvbuf), mr->key, token, 0};
+    wf_remote_buffer_t mine = wf_describe_buffer(comm, mr, recvbuf, left, token);
     wf_remote_buffer_t theirs = {0};
     if (result == WEFT_SUCCESS)
         result = wf_exchange_buffers(comm, left, &mine, right, &theirs);

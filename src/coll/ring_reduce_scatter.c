@@ -287,8 +287,7 @@ weft_result_t wf_stream_init(weft_comm_t comm)
     }
 
     /* Every rank learns where to write: its right neighbour's slots. */
-    wf_remote_buffer_t mine = {comm->ops->remote_address(comm->transport, &stream->slots_mr, stream->slots),
-                               stream->slots_mr.key, 0, 0};
+    wf_remote_buffer_t mine = wf_describe_buffer(comm, &stream->slots_mr, stream->slots, wf_left(comm), 0);
     wf_remote_buffer_t *all = calloc((unsigned)comm->nranks, sizeof(*all));
     if (all == NULL)
         return WEFT_ERR_NO_MEMORY;

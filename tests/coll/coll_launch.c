@@ -1,7 +1,8 @@
 /*
  * coll_launch: start a weft program on N local ranks and report whether every rank succeeded.
  *
- *   coll_launch -n N [-m root|mpirun] [-p PROVIDER] [-t SECONDS] [-k RANK] [--mpirun PATH] -- PROGRAM [ARGS...]
+ *   coll_launch -n N [-m root|mpirun] [-p PROVIDER] [-t SECONDS] [-k RANK] [-H LAYOUT] [--mpirun PATH] --
+ *               PROGRAM [ARGS...]
  *
  * root mode forks N processes with WEFT_ROOT=127.0.0.1:<free port>, WEFT_RANK, WEFT_SIZE and a
  * random WEFT_JOB_KEY (unless one is set).
@@ -10,6 +11,10 @@
  * ranks share one process group, which the launcher kills when the timeout expires or when the
  * remaining ranks outlive a failed one by more than a grace period. Exit status: 0 when every
  * rank exited 0, 1 otherwise, 2 for bad usage.
+ *
+ * -H splits the ranks into virtual nodes by giving each its own WEFT_HOSTID (root mode only).
+ * "2x3" is 2 nodes of 3 consecutive ranks and "3+1" is nodes of 3 and 1 ranks. "2x2i" deals the
+ * ranks out round robin: rank r is on node r % 2.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -42,6 +47,8 @@ typedef struct {
     const char *mpirun_path;
     char **program_argv;    /* program and its arguments */
     int killed_rank;        /* -k: this rank must end by SIGKILL (fault tests), -1 for none */
+    const char *layout;     /* -H: virtual node layout, NULL for one node */
+    int node_of[LAUNCH_MAX_RANKS]; /* virtual node of each rank when layout is set */
 } launch_options_t;
 
 typedef struct {
@@ -74,6 +81,8 @@ static void print_usage(FILE *out)
                  "  -p PROVIDER    set WEFT_OFI_PROVIDER for every rank, e.g. shm or 'tcp;ofi_rxm'\n"
                  "  -t SECONDS     kill every rank after this many seconds (default 300)\n"
                  "  -k RANK        RANK must end by SIGKILL (fault tests); root mode only\n"
+                 "  -H LAYOUT      virtual nodes through WEFT_HOSTID: 2x3 (2 nodes of 3 ranks), 3+1 (nodes\n"
+                 "                 of 3 and 1 ranks), 2x2i (round robin); root mode only\n"
                  "  --mpirun PATH  mpirun to use in mpirun mode (default: mpirun from PATH)\n",
             LAUNCH_MAX_RANKS);
 }
@@ -85,9 +94,45 @@ static void usage_error(const char *message, const char *value)
     exit(2);
 }
 
+/* Fill options->node_of from options->layout; -1 when it does not describe nranks ranks. */
+static int parse_layout(launch_options_t *options)
+{
+    const char *text = options->layout;
+    char *end = NULL;
+    long nodes = strtol(text, &end, 10);
+    if (nodes < 1 || nodes > LAUNCH_MAX_RANKS)
+        return -1;
+    if (*end == 'x') {
+        long per_node = strtol(end + 1, &end, 10);
+        int round_robin = strcmp(end, "i") == 0;
+        if (per_node < 1 || (*end != '\0' && !round_robin) || nodes * per_node != options->nranks)
+            return -1;
+        for (int r = 0; r < options->nranks; r++)
+            options->node_of[r] = round_robin ? r % (int)nodes : r / (int)per_node;
+        return 0;
+    }
+    /* Sizes joined by '+': the first number was already read into nodes. */
+    int rank = 0, node = 0;
+    for (long size = nodes;; size = strtol(end + 1, &end, 10)) {
+        if (size < 1 || rank + size > options->nranks)
+            return -1;
+        for (long i = 0; i < size; i++)
+            options->node_of[rank++] = node;
+        node++;
+        if (*end == '\0')
+            break;
+        if (*end != '+')
+            return -1;
+    }
+    return rank == options->nranks ? 0 : -1;
+}
+
 static void parse_options(int argc, char **argv, launch_options_t *options)
 {
-    *options = (launch_options_t){.nranks = 0, .timeout_seconds = 300.0, .mpirun_path = "mpirun", .killed_rank = -1};
+    memset(options, 0, sizeof(*options));
+    options->timeout_seconds = 300.0;
+    options->mpirun_path = "mpirun";
+    options->killed_rank = -1;
     int i = 1;
 
     for (; i < argc && strcmp(argv[i], "--") != 0; i++) {
@@ -121,6 +166,8 @@ static void parse_options(int argc, char **argv, launch_options_t *options)
             if (*end != '\0' || rank < 0 || rank >= LAUNCH_MAX_RANKS)
                 usage_error("invalid rank expected to be killed (-k)", value);
             options->killed_rank = (int)rank;
+        } else if (strcmp(argv[i], "-H") == 0) {
+            options->layout = value;
         } else {
             usage_error("invalid option", argv[i]);
         }
@@ -131,6 +178,8 @@ static void parse_options(int argc, char **argv, launch_options_t *options)
     if (i + 1 >= argc)
         usage_error("missing program after --", "");
     options->program_argv = argv + i + 1;
+    if (options->layout != NULL && (options->use_mpirun || parse_layout(options) != 0))
+        usage_error("invalid layout (-H) for the rank count, or in mpirun mode:", options->layout);
 }
 
 /*
@@ -175,7 +224,7 @@ static void set_job_key(void)
 }
 
 /* Fork and exec one process in process group *group (created by the first child). */
-static pid_t spawn(char **argv, pid_t *group, int rank)
+static pid_t spawn(char **argv, pid_t *group, int rank, int node)
 {
     pid_t pid = fork();
     if (pid < 0) {
@@ -190,6 +239,11 @@ static pid_t spawn(char **argv, pid_t *group, int rank)
         if (rank >= 0) {
             snprintf(rank_text, sizeof rank_text, "%d", rank);
             setenv("WEFT_RANK", rank_text, 1);
+        }
+        if (node >= 0) {
+            char hostid[32];
+            snprintf(hostid, sizeof hostid, "vnode%d", node);
+            setenv("WEFT_HOSTID", hostid, 1);
         }
         execvp(argv[0], argv);
         fprintf(stderr, "coll_launch: cannot run %s: %s\n", argv[0], strerror(errno));
@@ -362,7 +416,7 @@ int main(int argc, char **argv)
         unsetenv("WEFT_ROOT");
         unsetenv("WEFT_RANK");
         unsetenv("WEFT_SIZE");
-        children[0].pid = spawn(mpirun_argv(&options), &group, -1);
+        children[0].pid = spawn(mpirun_argv(&options), &group, -1, -1);
         nchildren = children[0].pid > 0;
     } else {
         char root[64], size[16];
@@ -372,7 +426,7 @@ int main(int argc, char **argv)
         setenv("WEFT_ROOT", root, 1);
         setenv("WEFT_SIZE", size, 1);
         for (int rank = 0; rank < options.nranks; rank++) {
-            children[rank].pid = spawn(options.program_argv, &group, rank);
+            children[rank].pid = spawn(options.program_argv, &group, rank, options.layout != NULL ? options.node_of[rank] : -1);
             if (children[rank].pid < 0)
                 break;
             nchildren++;

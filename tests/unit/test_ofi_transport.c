@@ -433,9 +433,9 @@ static int scenario_rdma_write(rank_context_t *ctx)
     uint64_t target[2]; /* remote address of the buffer start, key */
 
     if (ctx->rank == 1) {
-        target[0] = ops->remote_address(ctx->t, &buffer.mr, buffer.data);
-        target[1] = buffer.mr.key;
-        uint64_t at_offset = ops->remote_address(ctx->t, &buffer.mr, buffer.data + offset);
+        target[0] = ops->remote_address(ctx->t, &buffer.mr, buffer.data, 0, &target[1]);
+        uint64_t key = 0;
+        uint64_t at_offset = ops->remote_address(ctx->t, &buffer.mr, buffer.data + offset, 0, &key);
         CHECK(ctx, at_offset - target[0] == offset, "remote_address is not linear: %llu - %llu",
               (unsigned long long)at_offset, (unsigned long long)target[0]);
         CHECK(ctx, write_all(ctx->socket, target, sizeof(target)) == 0, "key send failed");
@@ -574,7 +574,8 @@ static int scenario_small_sends(rank_context_t *ctx)
     if (buffer_create(ctx, &writes.local, 8 * FLOOD_WRITES) != 0)
         return -1;
     if (ctx->rank == 0) {
-        uint64_t target[2] = {ops->remote_address(ctx->t, &writes.local.mr, writes.local.data), writes.local.mr.key};
+        uint64_t target[2];
+        target[0] = ops->remote_address(ctx->t, &writes.local.mr, writes.local.data, 1, &target[1]);
         CHECK(ctx, write_all(ctx->socket, target, sizeof(target)) == 0, "key send failed");
     } else {
         uint64_t target[2];

@@ -65,6 +65,8 @@ typedef struct wf_ofi_mr {
 struct wf_transport {
     int rank;
     int nranks;
+    unsigned char *peers; /* ranks this instance serves (non-zero), NULL for all */
+    fi_addr_t *fi_addr_of; /* provider address of each rank, FI_ADDR_NOTAVAIL for ranks not served */
     wf_remote_write_fn on_remote_write;
     int (*should_stop)(void *arg);
     void *callback_arg;

@@ -216,7 +216,7 @@ static int send_inject(wf_transport_t *t, int peer, uint64_t tag, const void *bu
 {
     uint64_t deadline = 0;
     for (;;) {
-        ssize_t ret = fi_tinject(t->ep, buf, length, (fi_addr_t)peer, tag);
+        ssize_t ret = fi_tinject(t->ep, buf, length, t->fi_addr_of[peer], tag);
         if (ret == 0)
             break;
         if (ret != -FI_EAGAIN)
@@ -248,7 +248,7 @@ int wf_ofi_send(wf_transport_t *t, int peer, uint64_t tag, const void *buf, size
         return -ENOMEM;
     uint64_t deadline = 0;
     for (;;) {
-        ssize_t ret = fi_tsend(t->ep, buf, length, desc, (fi_addr_t)peer, tag, &op->context);
+        ssize_t ret = fi_tsend(t->ep, buf, length, desc, t->fi_addr_of[peer], tag, &op->context);
         if (ret == 0)
             return 0;
         rc = ret == -FI_EAGAIN ? wait_for_queue_space(t, &deadline, "fi_tsend", peer, length)
@@ -268,7 +268,7 @@ static int post_recv(wf_transport_t *t, int peer, uint64_t tag, uint64_t ignore,
     wf_ofi_op_t *op = start_op(t, WF_OFI_OP_RECV, peer, length, tag, xfer);
     if (op == NULL)
         return -ENOMEM;
-    fi_addr_t source = peer >= 0 ? (fi_addr_t)peer : FI_ADDR_UNSPEC;
+    fi_addr_t source = peer >= 0 ? t->fi_addr_of[peer] : FI_ADDR_UNSPEC;
     uint64_t deadline = 0;
     for (;;) {
         /* FI_DIRECTED_RECV makes a given source rank match too; FI_ADDR_UNSPEC matches any rank. */
@@ -337,7 +337,7 @@ int wf_ofi_write(wf_transport_t *t, int peer, const void *buf, size_t length, vo
         return -ENOMEM;
     uint64_t deadline = 0;
     for (;;) {
-        ssize_t ret = fi_writedata(t->ep, buf, length, desc, immediate, (fi_addr_t)peer, remote_addr, key,
+        ssize_t ret = fi_writedata(t->ep, buf, length, desc, immediate, t->fi_addr_of[peer], remote_addr, key,
                                    &op->context);
         if (ret == 0)
             return 0;

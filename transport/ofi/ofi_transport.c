@@ -214,10 +214,20 @@ static int ofi_create(const wf_transport_config_t *config, wf_transport_t **out,
     t->on_remote_write = config->on_remote_write;
     t->should_stop = config->should_stop;
     t->callback_arg = config->callback_arg;
+    if (config->peers != NULL) {
+        t->peers = malloc((size_t)config->nranks);
+        if (t->peers == NULL) {
+            free(t);
+            wf_ofi_format(err, errlen, "ofi transport create: out of memory");
+            return -ENOMEM;
+        }
+        memcpy(t->peers, config->peers, (size_t)config->nranks);
+    }
 
     const char *reason = "";
     t->info = wf_ofi_select(config, &rc, err, errlen, &reason);
     if (t->info == NULL) {
+        free(t->peers);
         free(t);
         return rc;
     }
@@ -273,22 +283,24 @@ static int ofi_connect(wf_transport_t *t, const void *addresses, size_t stride)
         return -EINVAL;
     }
 
-    /* One insert per rank: entries are stride apart, and FI_AV_TABLE hands out fi_addr 0, 1, ... */
-    const unsigned char *entry = addresses;
-    for (int r = 0; r < t->nranks; r++, entry += stride) {
-        fi_addr_t fi_addr = FI_ADDR_NOTAVAIL;
-        int ret = fi_av_insert(t->av, entry, 1, &fi_addr, 0, NULL);
+    /* One insert per served rank; the provider's fi_addr of each is kept in fi_addr_of. */
+    t->fi_addr_of = malloc((size_t)t->nranks * sizeof(*t->fi_addr_of));
+    if (t->fi_addr_of == NULL) {
+        wf_ofi_set_error(t, "connect: out of memory for %d peer addresses", t->nranks);
+        return -ENOMEM;
+    }
+    for (int r = 0; r < t->nranks; r++) {
+        t->fi_addr_of[r] = FI_ADDR_NOTAVAIL;
+        if (t->peers != NULL && !t->peers[r])
+            continue;
+        const unsigned char *entry = (const unsigned char *)addresses + (size_t)r * stride;
+        int ret = fi_av_insert(t->av, entry, 1, &t->fi_addr_of[r], 0, NULL);
         if (ret != 1) {
             wf_ofi_set_error(t,
                              "fi_av_insert of the address of rank %d failed on provider %s: %s; "
                              "check that every rank chose the same provider",
                              r, provider_of(t), ret < 0 ? fi_strerror(-ret) : "address rejected");
             return ret < 0 ? wf_ofi_errno(-ret) : -EINVAL;
-        }
-        if (fi_addr != (fi_addr_t)r) {
-            wf_ofi_set_error(t, "fi_av_insert gave rank %d the fi_addr %llu instead of its rank", r,
-                             (unsigned long long)fi_addr);
-            return -EIO;
         }
     }
     t->connected = 1;
@@ -372,8 +384,11 @@ static int ofi_mr_deregister(wf_transport_t *t, wf_mr_t *mr)
     return 0;
 }
 
-static uint64_t ofi_remote_address(wf_transport_t *t, const wf_mr_t *mr, const void *ptr)
+static uint64_t ofi_remote_address(wf_transport_t *t, const wf_mr_t *mr, const void *ptr, int writer,
+                                   uint64_t *key)
 {
+    (void)writer;
+    *key = mr->key;
     /* FI_MR_VIRT_ADDR: peers address the region by virtual address, otherwise by offset from its base. */
     if (t->mr_virt_addr)
         return (uint64_t)(uintptr_t)ptr;
@@ -484,6 +499,8 @@ static void ofi_destroy(wf_transport_t *t)
     free(t->op_blocks);
     free(t->deferred_immediates);
     fi_freeinfo(t->info);
+    free(t->peers);
+    free(t->fi_addr_of);
     free(t);
 }
 
