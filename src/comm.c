@@ -286,6 +286,8 @@ static weft_result_t comm_setup(weft_comm_t comm)
 
     weft_result_t result = setup_transport(comm);
     if (result == WEFT_SUCCESS)
+        wf_comm_set_spin(comm);
+    if (result == WEFT_SUCCESS)
         result = setup_mr_cache(comm);
     if (result == WEFT_SUCCESS)
         result = setup_control(comm);

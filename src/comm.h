@@ -141,6 +141,7 @@ struct weft_comm {
     const char *coll_name; /* of the current collective, for messages */
     struct timespec deadline;
     unsigned idle_polls;
+    unsigned spin_polls;  /* idle polls before a wait starts yielding the core (set by wf_comm_set_spin) */
     unsigned tune_logged; /* (collective, algorithm) pairs already logged under TUNE */
 
     volatile uint32_t *arrivals; /* WF_TOKENS counters raised by token writes */
@@ -225,6 +226,9 @@ static inline int wf_mismatch_pending(const weft_comm_t comm)
  * for the timeout message.
  */
 weft_result_t wf_comm_progress(weft_comm_t comm, int waiting_for);
+
+/* Choose how long waits spin before yielding: briefly when this node's ranks outnumber our CPUs. */
+void wf_comm_set_spin(weft_comm_t comm);
 
 /* Progress until xfer is done; fails on timeout or when the operation failed. */
 weft_result_t wf_comm_wait_xfer(weft_comm_t comm, wf_xfer_t *xfer, int peer, const char *what);

@@ -2,7 +2,9 @@
  * Progress engine: polling the transport, waiting with a deadline, arrival counters.
  *
  * Waiting spins on the completion queue for a short while and then yields the CPU on every poll,
- * so that ranks oversubscribing cores (more ranks than cores) still make progress.
+ * so that ranks oversubscribing cores (more ranks than cores) still make progress. When this node
+ * has more of the communicator's ranks than this process may run on, the spin is cut to a few
+ * polls: the peer a rank waits for is then often waiting for the core this rank spins on.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -15,6 +17,7 @@
 #include "log.h"
 
 #define WF_SPIN_POLLS 2000 /* idle polls before yielding on each further poll */
+#define WF_SPIN_POLLS_OVERSUBSCRIBED 16
 #define WF_STATUS_POLLS 20000 /* idle polls after which a wait is recorded in the status record */
 
 static __thread char init_error[512];
@@ -189,6 +192,18 @@ static weft_result_t blame_lost_rank(weft_comm_t comm)
     return WEFT_SUCCESS;
 }
 
+void wf_comm_set_spin(weft_comm_t comm)
+{
+    cpu_set_t allowed;
+    int cpus = sched_getaffinity(0, sizeof(allowed), &allowed) == 0 ? CPU_COUNT(&allowed) : 0;
+    int local = comm->nodes.local_size != NULL ? comm->nodes.local_size[comm->rank] : 1;
+    int oversubscribed = cpus > 0 && local > cpus;
+    comm->spin_polls = oversubscribed ? WF_SPIN_POLLS_OVERSUBSCRIBED : WF_SPIN_POLLS;
+    WF_INFO(WF_SUB_INIT, "rank %d: %d ranks on this node, %d CPUs allowed to this process: %s", comm->rank, local,
+            cpus, oversubscribed ? "oversubscribed, so waits yield the core after 16 idle polls"
+                                 : "waits spin for 2000 idle polls before yielding the core");
+}
+
 weft_result_t wf_comm_progress(weft_comm_t comm, int waiting_for)
 {
     if (comm->failure != WEFT_SUCCESS || check_aborted(comm) != WEFT_SUCCESS)
@@ -215,7 +230,7 @@ weft_result_t wf_comm_progress(weft_comm_t comm, int waiting_for)
     }
 
     wf_exec_idle(comm); /* a fiber returns to weft_test here, or other fibers get a turn */
-    if (++comm->idle_polls < WF_SPIN_POLLS)
+    if (++comm->idle_polls < comm->spin_polls)
         return WEFT_SUCCESS;
     /* Idle for a while: check for lost ranks and the clock (cheap enough now), and give the core away. */
     if ((comm->idle_polls & 63u) == 0 && check_job(comm, waiting_for, 1) != WEFT_SUCCESS)
