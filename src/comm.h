@@ -37,7 +37,8 @@ enum {
     WF_TAG_CREDIT = 3, /* ring stream: slots the receiver has freed */
     WF_TAG_BARRIER = 4,
     WF_TAG_SIG = 5,    /* to the left neighbour: signature header, then any data for that neighbour */
-    WF_TAG_ABORT = 6   /* a mismatch report to every rank (sequence 0, any sender) */
+    WF_TAG_ABORT = 6,  /* a mismatch report to every rank (sequence 0, any sender) */
+    WF_TAG_PULL = 7    /* pull algorithms: buffer descriptors and "done reading" (sub-index = phase) */
 };
 
 #define WF_TAG_SENDER_MASK 0xfffffull /* the sender field of a tag */

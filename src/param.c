@@ -46,7 +46,7 @@ static const wf_param_def_t param_defs[WF_PARAM_COUNT] = {
                             "Names the only config file to read, which must exist (empty: /etc/weft.conf, "
                             "then ~/.weft.conf over it)."},
     [WF_PARAM_TRANSPORT] = {"WEFT_TRANSPORT", WF_PARAM_TYPE_ENUM, "auto", transport_choices, 0, 0, 0,
-                            "Selects the transport: auto picks the best one available, ofi forces libfabric."},
+                            "Selects the transport: auto uses shared memory inside a node and the network between nodes, ofi uses one libfabric provider for every peer."},
     [WF_PARAM_OFI_PROVIDER] = {"WEFT_OFI_PROVIDER", WF_PARAM_TYPE_STRING, "", NULL, 0, WF_PARAM_TEXT_MAX, 0,
                                "Names the libfabric provider to open, such as verbs;ofi_rxm or tcp;ofi_rxm "
                                "(empty: chosen automatically)."},

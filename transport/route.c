@@ -325,6 +325,20 @@ static int route_write(wf_transport_t *t, int peer, const void *buf, size_t leng
                                              immediate, xfer));
 }
 
+static int route_read(wf_transport_t *t, int peer, void *buf, size_t length, void *desc, uint64_t remote_addr,
+                      uint64_t key, wf_xfer_t *xfer)
+{
+    int p = t->route[peer];
+    if (t->part[p].ops->read == NULL) {
+        snprintf(t->error, sizeof(t->error), "RDMA read from rank %d: the %s part (%s) cannot read", peer,
+                 p == ROUTE_LOCAL ? "intra-node" : "inter-node", t->part[p].ops->provider_name(t->part[p].t));
+        return -ENOTSUP;
+    }
+    return part_result(t, p,
+                       t->part[p].ops->read(t->part[p].t, peer, buf, length, part_desc(p, desc), remote_addr, key,
+                                            xfer));
+}
+
 static int route_recv_any(wf_transport_t *t, uint64_t tag, uint64_t ignore, void *buf, size_t length, void *desc,
                           wf_xfer_t *xfer)
 {
@@ -428,6 +442,7 @@ const wf_transport_ops_t wf_route_transport = {
     .recv = route_recv,
     .recv_any = route_recv_any,
     .write = route_write,
+    .read = route_read,
     .progress = route_progress,
     .error_string = route_error_string,
     .provider_name = route_provider_name,

@@ -94,6 +94,13 @@ typedef struct wf_transport_ops {
     int (*write)(wf_transport_t *t, int peer, const void *buf, size_t length, void *desc,
                  uint64_t remote_addr, uint64_t key, uint32_t immediate, wf_xfer_t *xfer);
 
+    /*
+     * Read length bytes from the peer's remote_addr/key into buf (RDMA read). The xfer is done
+     * once the data is in buf; the peer is not told. NULL when the transport cannot read.
+     */
+    int (*read)(wf_transport_t *t, int peer, void *buf, size_t length, void *desc, uint64_t remote_addr,
+                uint64_t key, wf_xfer_t *xfer);
+
     /* Poll completions once. Returns the number of events handled (>= 0) or a negative code. */
     int (*progress)(wf_transport_t *t);
     /* Last error sentence of this instance; never NULL. */

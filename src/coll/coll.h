@@ -118,6 +118,14 @@ weft_result_t wf_ring_reduce_scatter(weft_comm_t comm, const void *sendbuf, void
 /* Ring reduce-scatter, then every rank sends its reduced block (counts/offsets in elements) to root. */
 weft_result_t wf_ring_reduce(weft_comm_t comm, const void *sendbuf, void *recvbuf, const size_t *counts,
                              const size_t *offsets, const wf_reduce_plan_t *plan, int root);
+/*
+ * Pull algorithms (src/coll/pull.c), for transports with RDMA read: each rank reads its block out
+ * of every peer's send buffer and reduces it; the all-reduce then reads the peers' reduced blocks.
+ */
+weft_result_t wf_reduce_scatter_pull(weft_comm_t comm, const void *sendbuf, void *recvbuf, const size_t *counts,
+                                     const size_t *offsets, const wf_reduce_plan_t *plan);
+weft_result_t wf_allreduce_pull(weft_comm_t comm, const void *sendbuf, void *recvbuf, size_t count,
+                                const wf_reduce_plan_t *plan);
 weft_result_t wf_chain_broadcast(weft_comm_t comm, void *buf, size_t bytes, int root);
 weft_result_t wf_dissemination_barrier(weft_comm_t comm);
 

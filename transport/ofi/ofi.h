@@ -38,7 +38,7 @@
 /* Completions read from the CQ per fi_cq_read call. */
 #define WF_OFI_CQ_BATCH 16
 
-typedef enum { WF_OFI_OP_SEND, WF_OFI_OP_RECV, WF_OFI_OP_WRITE } wf_ofi_op_kind_t;
+typedef enum { WF_OFI_OP_SEND, WF_OFI_OP_RECV, WF_OFI_OP_WRITE, WF_OFI_OP_READ } wf_ofi_op_kind_t;
 
 /*
  * Record of one posted operation. The provider requires FI_CONTEXT2 mode: it owns the

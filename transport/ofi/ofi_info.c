@@ -39,7 +39,8 @@ static struct fi_info *build_hints(void)
      * FI_DIRECTED_RECV: transport.h matches receives by peer and tag, and without this capability
      * libfabric ignores the source address of fi_trecv.
      */
-    hints->caps = FI_TAGGED | FI_SEND | FI_RECV | FI_DIRECTED_RECV | FI_RMA | FI_WRITE | FI_REMOTE_WRITE;
+    hints->caps = FI_TAGGED | FI_SEND | FI_RECV | FI_DIRECTED_RECV | FI_RMA | FI_WRITE | FI_REMOTE_WRITE | FI_READ |
+                  FI_REMOTE_READ;
     /* FI_RX_CQ_DATA is left out on purpose: remote CQ data must not consume posted receives. */
     hints->mode = FI_CONTEXT | FI_CONTEXT2;
     hints->domain_attr->mr_mode = FI_MR_LOCAL | FI_MR_VIRT_ADDR | FI_MR_ALLOCATED | FI_MR_PROV_KEY |

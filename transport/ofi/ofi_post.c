@@ -27,6 +27,8 @@ int wf_ofi_recv_any(wf_transport_t *t, uint64_t tag, uint64_t ignore, void *buf,
                     wf_xfer_t *xfer);
 int wf_ofi_write(wf_transport_t *t, int peer, const void *buf, size_t length, void *desc,
                  uint64_t remote_addr, uint64_t key, uint32_t immediate, wf_xfer_t *xfer);
+int wf_ofi_read(wf_transport_t *t, int peer, void *buf, size_t length, void *desc, uint64_t remote_addr,
+                uint64_t key, wf_xfer_t *xfer);
 
 static const char *provider_of(const wf_transport_t *t)
 {
@@ -70,7 +72,9 @@ void wf_ofi_op_release(wf_transport_t *t, wf_ofi_op_t *op)
 /* "from" for receives, "to" for sends and writes, so messages name the peer's role. */
 static const char *toward(const char *operation)
 {
-    return strstr(operation, "recv") != NULL || strstr(operation, "receive") != NULL ? "from" : "to";
+    return strstr(operation, "recv") != NULL || strstr(operation, "receive") != NULL || strstr(operation, "read") != NULL
+               ? "from"
+               : "to";
 }
 
 static uint64_t monotonic_ns(void)
@@ -343,6 +347,32 @@ int wf_ofi_write(wf_transport_t *t, int peer, const void *buf, size_t length, vo
             return 0;
         rc = ret == -FI_EAGAIN ? wait_for_queue_space(t, &deadline, "fi_writedata", peer, length)
                                : post_failed(t, "fi_writedata", peer, length, ret);
+        if (rc < 0) {
+            wf_ofi_op_release(t, op);
+            return rc;
+        }
+    }
+}
+
+/* Post one fi_read; its completion means the data is in buf. */
+int wf_ofi_read(wf_transport_t *t, int peer, void *buf, size_t length, void *desc, uint64_t remote_addr,
+                uint64_t key, wf_xfer_t *xfer)
+{
+    int rc = check_post(t, "RDMA read", peer, buf, length, desc, 1, xfer);
+    if (rc != 0)
+        return rc;
+    reset_xfer(xfer);
+
+    wf_ofi_op_t *op = start_op(t, WF_OFI_OP_READ, peer, length, 0, xfer);
+    if (op == NULL)
+        return -ENOMEM;
+    uint64_t deadline = 0;
+    for (;;) {
+        ssize_t ret = fi_read(t->ep, buf, length, desc, t->fi_addr_of[peer], remote_addr, key, &op->context);
+        if (ret == 0)
+            return 0;
+        rc = ret == -FI_EAGAIN ? wait_for_queue_space(t, &deadline, "fi_read", peer, length)
+                               : post_failed(t, "fi_read", peer, length, ret);
         if (rc < 0) {
             wf_ofi_op_release(t, op);
             return rc;

@@ -59,6 +59,8 @@ const char *wf_ofi_op_name(wf_ofi_op_kind_t kind)
         return "tagged receive";
     case WF_OFI_OP_WRITE:
         return "RDMA write";
+    case WF_OFI_OP_READ:
+        return "RDMA read";
     }
     return "operation";
 }

@@ -36,6 +36,8 @@ int wf_ofi_recv(wf_transport_t *t, int peer, uint64_t tag, void *buf, size_t len
                 wf_xfer_t *xfer);
 int wf_ofi_recv_any(wf_transport_t *t, uint64_t tag, uint64_t ignore, void *buf, size_t length, void *desc,
                     wf_xfer_t *xfer);
+int wf_ofi_read(wf_transport_t *t, int peer, void *buf, size_t length, void *desc, uint64_t remote_addr,
+                uint64_t key, wf_xfer_t *xfer);
 int wf_ofi_write(wf_transport_t *t, int peer, const void *buf, size_t length, void *desc,
                  uint64_t remote_addr, uint64_t key, uint32_t immediate, wf_xfer_t *xfer);
 
@@ -517,6 +519,7 @@ const wf_transport_ops_t wf_ofi_transport = {
     .recv = wf_ofi_recv,
     .recv_any = wf_ofi_recv_any,
     .write = wf_ofi_write,
+    .read = wf_ofi_read,
     .progress = wf_ofi_progress,
     .error_string = ofi_error_string,
     .provider_name = ofi_provider_name,
