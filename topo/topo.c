@@ -137,8 +137,12 @@ int wf_topo_discover_in(hwloc_topology_t topology, hwloc_const_cpuset_t binding,
             snprintf(err, errlen, "out of memory describing the topology");
             return WF_TOPO_ERR_HWLOC;
         }
-        /* A topology from XML (HWLOC_XMLFILE) is not this machine's, so the binding cannot be read there. */
-        local->binding_known = hwloc_get_cpubind(topology, own, HWLOC_CPUBIND_PROCESS) == 0;
+        /*
+         * A topology from XML (HWLOC_XMLFILE) is not this machine's, so its binding means nothing
+         * there; hwloc then answers with every PU.
+         */
+        local->binding_known = hwloc_topology_is_thissystem(topology) &&
+                               hwloc_get_cpubind(topology, own, HWLOC_CPUBIND_PROCESS) == 0;
         if (local->binding_known)
             hwloc_bitmap_and(own, own, hwloc_topology_get_topology_cpuset(topology));
         if (!local->binding_known || hwloc_bitmap_iszero(own))

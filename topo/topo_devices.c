@@ -111,10 +111,16 @@ static void describe_device(hwloc_topology_t topology, hwloc_const_cpuset_t bind
     hwloc_bitmap_list_snprintf(device->cpuset, sizeof(device->cpuset), near->cpuset);
     if (hwloc_bitmap_weight(near->nodeset) == 1)
         device->numa_node = hwloc_bitmap_first(near->nodeset);
-    hwloc_obj_t package = hwloc_get_ancestor_obj_by_type(topology, HWLOC_OBJ_PACKAGE, near);
-    if (package == NULL && near->type == HWLOC_OBJ_PACKAGE)
-        package = near;
-    if (package != NULL)
+    /* The one package local to the device; on a one-package machine hwloc may hang PCI off the root. */
+    hwloc_obj_t package = NULL;
+    int npackages = 0;
+    for (hwloc_obj_t obj = NULL; (obj = hwloc_get_next_obj_by_type(topology, HWLOC_OBJ_PACKAGE, obj)) != NULL;) {
+        if (hwloc_bitmap_intersects(obj->cpuset, near->cpuset)) {
+            package = obj;
+            npackages++;
+        }
+    }
+    if (npackages == 1)
         device->package = (int)package->os_index;
     device->distance = distance_to(topology, binding, near);
 }
