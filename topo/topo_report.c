@@ -96,7 +96,7 @@ void wf_topo_log(const wf_topo_local_t *local)
     char package[32] = "several packages";
     if (local->package >= 0)
         snprintf(package, sizeof(package), "package %d", local->package);
-    WF_INFO(WF_SUB_TOPO, "node: packages %d, NUMA nodes %d, cores %d, PUs %d; %s PUs %s (%d cores), NUMA node%s %s, "
+    WF_INFO(WF_SUB_TOPO, "node: packages %d, NUMA nodes %d, cores %d, PUs %d; %s PUs %s on cores: %d, NUMA node%s %s, "
             "%s; caches %s, %s", local->npackages, local->nnumanodes, local->ncores, local->npus,
             local->binding_known ? "bound to" : "binding unknown, taken as all", local->binding, local->bound_cores,
             local->numa_node >= 0 ? "" : "s", local->numa_nodes, package, l2, l3);
