@@ -107,7 +107,7 @@ static void setup_local(weft_comm_t comm, wf_rank_info_t *mine)
         /* The node identity does not need hwloc, so ranks are still grouped by node. */
         WF_WARN(WF_SUB_TOPO, "rank %d: %s; binding, NUMA node and NIC choice are unknown", comm->rank, err);
     } else if (rc == WF_TOPO_ERR_NIC) {
-        snprintf(comm->last_error, sizeof(comm->last_error), "rank %d: %s", comm->rank, err);
+        snprintf(comm->last_error, sizeof(comm->last_error), "rank %d: %.1000s", comm->rank, err);
         mine->status = WEFT_ERR_INVALID_ARGUMENT;
     }
     /* The transport needs to know whether every rank is local, which needs everyone's topology first. */

@@ -1,6 +1,6 @@
 /*
- * weft-info's topology report: what the calling process sees of its node, its network devices,
- * and which NIC ports it would use under the current WEFT_IB_HCA.
+ * weft-info's topology report: the calling process's node and binding, its network devices, and
+ * the NIC ports it would use under the current WEFT_IB_HCA.
  */
 #include "info_topo.h"
 

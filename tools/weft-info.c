@@ -1,7 +1,7 @@
 /*
  * weft-info: print the weft version, every WEFT_* parameter with its current value and the source
- * of that value, the libfabric providers weft can open in this environment, and the topology this
- * process sees (node, binding, caches, network devices, NIC choice).
+ * of that value, the libfabric providers weft can open in this environment, and the topology of
+ * this process (node, binding, caches, network devices, NIC choice).
  *
  * Exit status: 0 on success, 1 when hwloc cannot load the topology, 2 when a parameter or an
  * option is invalid, including a WEFT_IB_HCA that matches no usable device port on this host.
@@ -21,7 +21,7 @@ static void print_usage(FILE *out)
     fprintf(out,
             "Usage: weft-info [--params | --topo]\n"
             "Print the weft version, every WEFT_* parameter (value, source, description), the\n"
-            "libfabric providers weft can open, and the topology this process sees.\n"
+            "libfabric providers weft can open, and the topology of this process.\n"
             "\n"
             "  --params    print only the parameter table\n"
             "  --topo      print only the topology: node identity, cores, NUMA nodes, caches, network\n"
@@ -114,7 +114,7 @@ int main(int argc, char **argv)
         }
     }
     if (params_only && topo_only) {
-        fprintf(stderr, "weft-info: --params and --topo exclude each other\n");
+        fprintf(stderr, "weft-info: use --params or --topo, not both\n");
         print_usage(stderr);
         return 2;
     }

@@ -15,7 +15,7 @@
 
 #include <stddef.h>
 
-#define WF_NIC_NAME_MAX 32     /* longest device name in a WEFT_IB_HCA entry, NUL included */
+#define WF_NIC_NAME_MAX 32     /* maximum bytes of a device name, NUL included */
 #define WF_NIC_ENTRIES_MAX 32  /* entries in one WEFT_IB_HCA value */
 #define WF_NIC_PORT_MAX 255    /* InfiniBand port numbers are 8-bit and start at 1 */
 
@@ -52,7 +52,7 @@ typedef enum {
 
 #define WF_NIC_PORTS_MAX 8 /* ports recorded per device; HCAs have one or two */
 
-/* One device as the choice sees it. */
+/* One device, in the form wf_nic_choose takes. */
 typedef struct {
     const char *name;
     int distance; /* from the calling process: smaller is nearer, only the order matters */

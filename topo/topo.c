@@ -12,6 +12,10 @@
 #include "param.h"
 #include "topo_internal.h"
 
+/*
+ * After loading, the shared topology is only read (binding queries, XML export), which hwloc allows
+ * from several threads at once, so communicators created concurrently share it without a lock.
+ */
 static pthread_once_t shared_once = PTHREAD_ONCE_INIT;
 static hwloc_topology_t shared_topology;
 static char shared_error[256];
@@ -60,7 +64,8 @@ static void node_identity(wf_topo_local_t *local)
         fclose(file);
         boot_id[strcspn(boot_id, "\n")] = '\0';
     }
-    snprintf(local->hostid, sizeof(local->hostid), "%.60s/%s", local->hostname, boot_id);
+    /* A boot id is a 36-character UUID; a host name cut at 58 bytes still leaves the boot id whole. */
+    snprintf(local->hostid, sizeof(local->hostid), "%.58s/%.36s", local->hostname, boot_id);
 }
 
 /* Count the objects of a type whose PUs intersect set. */
@@ -139,7 +144,7 @@ int wf_topo_discover_in(hwloc_topology_t topology, hwloc_const_cpuset_t binding,
         }
         /*
          * A topology from XML (HWLOC_XMLFILE) is not this machine's, so its binding means nothing
-         * there; hwloc then answers with every PU.
+         * there, and hwloc returns every PU.
          */
         local->binding_known = hwloc_topology_is_thissystem(topology) &&
                                hwloc_get_cpubind(topology, own, HWLOC_CPUBIND_PROCESS) == 0;

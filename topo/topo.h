@@ -72,7 +72,7 @@ typedef struct {
     int cores;     /* cores that share one such cache */
 } wf_topo_cache_t;
 
-/* What this process sees. Filled by wf_topo_discover, released by wf_topo_local_free. */
+/* Topology of the calling process and its node, filled by wf_topo_discover and released by wf_topo_local_free. */
 typedef struct {
     char hostname[WF_TOPO_HOSTNAME_MAX];
     char hostid[WF_HOSTID_MAX];

@@ -1,7 +1,7 @@
 /*
  * Network devices of this node: the OpenFabrics (InfiniBand, RoCE, iWARP) and network (Ethernet,
- * IPoIB) OS devices hwloc reports, each with the locality of its PCI parent and its distance
- * class from the calling process, plus the virtual devices hwloc leaves out.
+ * IPoIB) OS devices hwloc reports, plus the virtual devices it leaves out. Each device gets the
+ * locality of its PCI parent and its distance class from the calling process.
  */
 #define _GNU_SOURCE
 #include <dirent.h>

@@ -8,7 +8,7 @@
 
 #include "topo_internal.h"
 
-/* The OpenFabrics devices of local as the choice sees them; *map[i] is the index in local->devices. */
+/* Convert the OpenFabrics devices of local for wf_nic_choose; (*map)[i] is the index in local->devices. */
 static int collect_candidates(const wf_topo_local_t *local, wf_nic_device_t **candidates, int **map)
 {
     int count = 0;

@@ -6,7 +6,7 @@
  *
  * With a layout, every rank sets WEFT_HOSTID and WEFT_TOPO_DUMP_FILE=DIR/topo-%r before init.
  * Rank 0 then checks that exactly the first rank of each node wrote DIR/topo-RANK.json and .xml,
- * and that each JSON file holds the node count, regularity, each node's leader and ranks, and
+ * and that each JSON file contains the node count, regularity, each node's leader and ranks, and
  * each rank's node and local rank, all computed here from LAYOUT. An all-reduce across the
  * virtual nodes must still give the exact sum.
  *

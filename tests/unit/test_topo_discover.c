@@ -385,14 +385,14 @@ static void test_dump_files(void **state)
     assert_memory_equal(xml, "<?xml", 5);
     assert_non_null(strstr(xml, "type=\"Machine\""));
 
-    /* A pattern too long once expanded is refused with the variable's name. */
+    /* A pattern too long once expanded is rejected with the variable's name. */
     char long_pattern[5000];
     memset(long_pattern, 'p', sizeof long_pattern - 1);
     long_pattern[sizeof long_pattern - 1] = '\0';
     assert_int_equal(wf_topo_dump(long_pattern, 0, &map, summaries, path, sizeof path, err, sizeof err), -1);
     assert_non_null(strstr(err, "WEFT_TOPO_DUMP_FILE="));
 
-    /* A folder that does not exist gives an error naming the file, and no file is left behind. */
+    /* A folder that does not exist gives an error naming the file. */
     snprintf(pattern, sizeof pattern, "%s/missing/topo", temp_dir);
     assert_int_equal(wf_topo_dump(pattern, 0, &map, summaries, path, sizeof path, err, sizeof err), -1);
     assert_non_null(strstr(err, "/missing/topo.xml"));
