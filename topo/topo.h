@@ -18,7 +18,7 @@
 
 #define WF_HOSTID_MAX 96
 #define WF_TOPO_HOSTNAME_MAX 64
-#define WF_TOPO_RAILS_MAX 4   /* NIC ports one rank publishes; nearer ones beyond it are left out */
+#define WF_TOPO_RAILS_MAX 4   /* NIC ports one rank publishes; equally near ones beyond it are left out */
 #define WF_TOPO_CPUSET_MAX 48 /* binding in the summary; longer lists are cut and end in "..." */
 
 /* Distance classes from the calling process to a device, nearest first. */
