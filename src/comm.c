@@ -84,20 +84,52 @@ static weft_result_t setup_control(weft_comm_t comm)
     return WEFT_SUCCESS;
 }
 
-/* Open this rank's endpoint and fill the information it publishes. Failures are reported, not returned early. */
+/*
+ * Fill the information this rank publishes: settings and topology. Failures are reported in
+ * mine->status and comm->last_error, not returned, so every rank learns of them in round 2.
+ */
 static void setup_local(weft_comm_t comm, wf_rank_info_t *mine)
 {
-    char err[512] = "";
+    char err[2048] = "";
+    wf_topo_local_t local;
+
     memset(mine, 0, sizeof(*mine));
     mine->chunk_size = (uint64_t)wf_param_int(WF_PARAM_CHUNK_SIZE);
     mine->eager_limit = (uint64_t)wf_param_int(WF_PARAM_EAGER_LIMIT);
     mine->native_precision = strcmp(wf_param_str(WF_PARAM_REDUCE_PRECISION), "native") == 0;
-    if (wf_topo_discover(&mine->topo, err, sizeof(err)) != 0) {
-        WF_WARN(WF_SUB_TOPO, "%s; treating every rank as remote", err);
-        snprintf(mine->topo.hostid, sizeof(mine->topo.hostid), "unknown-%d", comm->rank);
-    }
     mine->status = WEFT_SUCCESS;
+
+    int rc = wf_topo_discover(&local, err, sizeof(err));
+    wf_topo_log(&local);
+    wf_topo_fill_summary(&local, &mine->topo);
+    wf_topo_local_free(&local);
+    if (rc == WF_TOPO_ERR_HWLOC) {
+        /* The node identity does not need hwloc, so ranks are still grouped by node. */
+        WF_WARN(WF_SUB_TOPO, "rank %d: %s; binding, NUMA node and NIC choice are unknown", comm->rank, err);
+    } else if (rc == WF_TOPO_ERR_NIC) {
+        snprintf(comm->last_error, sizeof(comm->last_error), "rank %d: %.1000s", comm->rank, err);
+        mine->status = WEFT_ERR_INVALID_ARGUMENT;
+    }
     /* The transport needs to know whether every rank is local, which needs everyone's topology first. */
+}
+
+static int topology_dumped; /* WEFT_TOPO_DUMP_FILE describes the first communicator of the process only */
+
+/* Write WEFT_TOPO_DUMP_FILE from the first rank of each node; a failure is a warning, not an error. */
+static void dump_topology(weft_comm_t comm, const wf_topo_summary_t *summaries)
+{
+    const char *pattern = wf_param_str(WF_PARAM_TOPO_DUMP_FILE);
+    char err[512] = "";
+    char path[4200] = "";
+
+    if (pattern[0] == '\0' || __atomic_exchange_n(&topology_dumped, 1, __ATOMIC_ACQ_REL))
+        return;
+    if (comm->nodes.local_rank[comm->rank] != 0)
+        return;
+    if (wf_topo_dump(pattern, comm->rank, &comm->nodes, summaries, path, sizeof(path), err, sizeof(err)) != 0)
+        WF_WARN(WF_SUB_TOPO, "rank %d: no topology dump: %s", comm->rank, err);
+    else
+        WF_INFO(WF_SUB_TOPO, "wrote the topology dump %s.json and %s.xml", path, path);
 }
 
 /*
@@ -167,7 +199,7 @@ static weft_result_t check_agreement(weft_comm_t comm, const wf_rank_info_t *all
             return (weft_result_t)all[comm->rank].status; /* last_error already contains the reason */
         if (info->status != WEFT_SUCCESS) {
             snprintf(comm->last_error, sizeof(comm->last_error),
-                     "rank %d failed to set up its endpoint (%s), so the communicator cannot be created; see "
+                     "rank %d failed its local setup (%s), so the communicator cannot be created; see "
                      "that rank's log", r, weft_result_string((weft_result_t)info->status));
             return WEFT_ERR_REMOTE;
         }
@@ -205,6 +237,7 @@ static weft_result_t apply_rank_info(weft_comm_t comm, const wf_rank_info_t *all
     }
     for (int r = 0; r < comm->nranks; r++) {
         comm->summaries[r] = all[r].topo;
+        wf_topo_summary_terminate(&comm->summaries[r]);
         memcpy(addresses + (size_t)r * WF_ADDRESS_MAX, all[r].address, WF_ADDRESS_MAX);
     }
     int rc = comm->ops->connect(comm->transport, addresses, WF_ADDRESS_MAX);
@@ -239,15 +272,20 @@ static weft_result_t setup_transport(weft_comm_t comm)
     weft_result_t result = bootstrap_allgather(comm, &mine, all, sizeof(mine));
     if (result == WEFT_SUCCESS) {
         wf_topo_summary_t *summaries = malloc((unsigned)comm->nranks * sizeof(*summaries));
-        for (int r = 0; summaries != NULL && r < comm->nranks; r++)
+        for (int r = 0; summaries != NULL && r < comm->nranks; r++) {
             summaries[r] = all[r].topo;
+            wf_topo_summary_terminate(&summaries[r]);
+        }
         if (summaries == NULL || wf_node_map_build(&comm->nodes, summaries, comm->nranks) != 0)
             result = WEFT_ERR_NO_MEMORY;
+        else if (mine.status == WEFT_SUCCESS)
+            dump_topology(comm, summaries);
         free(summaries);
     }
     /* Round 2: endpoint addresses, settings and each rank's verdict on its own setup. */
     if (result == WEFT_SUCCESS) {
-        mine.status = open_transport(comm, &mine, comm->nodes.nnodes == 1);
+        if (mine.status == WEFT_SUCCESS)
+            mine.status = open_transport(comm, &mine, comm->nodes.nnodes == 1);
         result = bootstrap_allgather(comm, &mine, all, sizeof(mine));
     }
     if (result == WEFT_SUCCESS)

@@ -18,6 +18,7 @@
 #include <sys/types.h>
 
 #include "log.h"
+#include "nic_select.h"
 
 /* Longest stored value including its NUL, so a file path fits. */
 #define WF_PARAM_VALUE_MAX 4096
@@ -86,6 +87,14 @@ static const wf_param_def_t param_defs[WF_PARAM_COUNT] = {
     [WF_PARAM_PROGRESS_THREAD] = {"WEFT_PROGRESS_THREAD", WF_PARAM_TYPE_INT, "0", NULL, 0, 1, 0,
                                   "Runs every collective of a communicator on its own progress thread when 1, "
                                   "so non-blocking collectives advance while the caller computes."},
+    [WF_PARAM_IB_HCA] = {"WEFT_IB_HCA", WF_PARAM_TYPE_STRING, "", NULL, 0, WF_PARAM_TEXT_MAX, 0,
+                         "Restricts the OpenFabrics devices a rank may use, as comma-separated name prefixes "
+                         "with an optional :port, a leading = for exact names and ^ to exclude (empty: the "
+                         "nearest device)."},
+    [WF_PARAM_TOPO_DUMP_FILE] = {"WEFT_TOPO_DUMP_FILE", WF_PARAM_TYPE_STRING, "", NULL, 0, WF_PARAM_TEXT_MAX, 0,
+                                 "Names the files, PATH.json and PATH.xml, where the first rank of each node "
+                                 "writes the rank map and its node's hwloc topology, with %h, %p and %r replaced "
+                                 "by host name, process id and rank (empty: no dump)."},
 };
 
 typedef struct {
@@ -233,6 +242,15 @@ static int parse_value(const wf_param_def_t *def, const char *text, const char *
 
         if (wf_log_parse_subsys(text, &mask, reason, sizeof reason) != 0) {
             snprintf(err, errlen, "%s: %s", what, reason);
+            return -1;
+        }
+    }
+    if (def == &param_defs[WF_PARAM_IB_HCA]) {
+        wf_nic_spec_t spec;
+        char reason[512];
+
+        if (wf_nic_spec_parse(text, &spec, reason, sizeof reason) != 0) {
+            snprintf(err, errlen, "%s is invalid: %s", what, reason);
             return -1;
         }
     }

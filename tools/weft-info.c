@@ -1,14 +1,17 @@
 /*
  * weft-info: print the weft version, every WEFT_* parameter with its current value and the source
- * of that value, and the libfabric providers weft can open in this environment.
+ * of that value, the libfabric providers weft can open in this environment, and the topology of
+ * this process (node, binding, caches, network devices, NIC choice).
  *
- * Exit status: 0 on success, 2 when a parameter or an option is invalid.
+ * Exit status: 0 on success, 1 when hwloc cannot load the topology, 2 when a parameter or an
+ * option is invalid, including a WEFT_IB_HCA that matches no usable device port on this host.
  */
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "info_topo.h"
 #include "log.h"
 #include "param.h"
 #include "transport.h"
@@ -16,11 +19,13 @@
 static void print_usage(FILE *out)
 {
     fprintf(out,
-            "Usage: weft-info [--params]\n"
-            "Print the weft version, every WEFT_* parameter (value, source, description) and the\n"
-            "libfabric providers weft can open.\n"
+            "Usage: weft-info [--params | --topo]\n"
+            "Print the weft version, every WEFT_* parameter (value, source, description), the\n"
+            "libfabric providers weft can open, and the topology of this process.\n"
             "\n"
             "  --params    print only the parameter table\n"
+            "  --topo      print only the topology: node identity, cores, NUMA nodes, caches, network\n"
+            "              devices with their locality, and the NIC ports WEFT_IB_HCA leads to\n"
             "  -h, --help  print this help\n");
 }
 
@@ -85,9 +90,11 @@ int main(int argc, char **argv)
     static const struct option options[] = {
         {"help", no_argument, NULL, 'h'},
         {"params", no_argument, NULL, 'p'},
+        {"topo", no_argument, NULL, 't'},
         {NULL, 0, NULL, 0},
     };
     int params_only = 0;
+    int topo_only = 0;
     int option;
 
     while ((option = getopt_long(argc, argv, "h", options, NULL)) != -1) {
@@ -98,10 +105,18 @@ int main(int argc, char **argv)
         case 'p':
             params_only = 1;
             break;
+        case 't':
+            topo_only = 1;
+            break;
         default:
             print_usage(stderr);
             return 2;
         }
+    }
+    if (params_only && topo_only) {
+        fprintf(stderr, "weft-info: use --params or --topo, not both\n");
+        print_usage(stderr);
+        return 2;
     }
     if (optind < argc) {
         fprintf(stderr, "weft-info: unexpected argument %s\n", argv[optind]);
@@ -116,13 +131,17 @@ int main(int argc, char **argv)
     }
     wf_log_init();
 
+    if (topo_only)
+        return info_print_topology();
     if (!params_only)
         printf("weft %s\n\nParameters:\n", WEFT_VERSION_STRING);
     print_params();
-    if (!params_only) {
-        printf("\nProviders:\n");
-        fflush(stdout);
-        wf_ofi_print_providers(stdout);
-    }
-    return 0;
+    if (params_only)
+        return 0;
+    printf("\nProviders:\n");
+    fflush(stdout);
+    wf_ofi_print_providers(stdout);
+    printf("\n");
+    fflush(stdout);
+    return info_print_topology();
 }

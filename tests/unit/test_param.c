@@ -69,7 +69,8 @@ static void test_table_order_and_help(void **state)
         "WEFT_TRANSPORT",     "WEFT_OFI_PROVIDER", "WEFT_SOCKET_IFNAME", "WEFT_ROOT",
         "WEFT_RANK",          "WEFT_SIZE",         "WEFT_JOB_KEY",     "WEFT_HOSTID",
         "WEFT_CHUNK_SIZE",    "WEFT_EAGER_LIMIT",  "WEFT_REDUCE_PRECISION", "WEFT_TIMEOUT",
-        "WEFT_MR_CACHE_SIZE", "WEFT_MR_CACHE_MONITOR", "WEFT_PROGRESS_THREAD",
+        "WEFT_MR_CACHE_SIZE", "WEFT_MR_CACHE_MONITOR", "WEFT_PROGRESS_THREAD", "WEFT_IB_HCA",
+        "WEFT_TOPO_DUMP_FILE",
     };
 
     for (int id = 0; id < WF_PARAM_COUNT; id++) {
@@ -116,6 +117,8 @@ static void test_defaults(void **state)
     assert_int_equal(wf_param_int(WF_PARAM_MR_CACHE_SIZE), 1024);
     assert_string_equal(wf_param_str(WF_PARAM_MR_CACHE_MONITOR), "auto");
     assert_int_equal(wf_param_enum(WF_PARAM_MR_CACHE_MONITOR), 0);
+    assert_string_equal(wf_param_str(WF_PARAM_IB_HCA), "");
+    assert_string_equal(wf_param_str(WF_PARAM_TOPO_DUMP_FILE), "");
 }
 
 static void expect_number(wf_param_id_t id, const char *text, int64_t expected)
@@ -397,6 +400,22 @@ static void test_debug_subsys_checked(void **state)
     reset_environment();
 }
 
+static void test_ib_hca_checked(void **state)
+{
+    char err[1024] = "";
+
+    skip_if_system_config();
+    reset_environment();
+    setenv("WEFT_IB_HCA", "mlx5_0,,mlx5_1", 1);
+    assert_int_equal(wf_param_load(err, sizeof err), -1);
+    assert_non_null(strstr(err, "WEFT_IB_HCA=mlx5_0,,mlx5_1 (from the environment) is invalid"));
+    assert_non_null(strstr(err, "entry 2 is empty"));
+    setenv("WEFT_IB_HCA", "^=mlx5_0:1,mlx5_1", 1);
+    assert_int_equal(wf_param_load(err, sizeof err), 0);
+    assert_string_equal(wf_param_str(WF_PARAM_IB_HCA), "^=mlx5_0:1,mlx5_1");
+    reset_environment();
+}
+
 static void test_secret_never_in_messages(void **state)
 {
     const char *secret = "Zq7secretXw9";
@@ -506,6 +525,7 @@ int main(void)
         cmocka_unit_test(test_missing_conf_file),
         cmocka_unit_test(test_failed_load_keeps_values),
         cmocka_unit_test(test_debug_subsys_checked),
+        cmocka_unit_test(test_ib_hca_checked),
         cmocka_unit_test(test_secret_never_in_messages),
         cmocka_unit_test(test_hostid_length_limit),
         cmocka_unit_test(test_docs_match_defaults),
