@@ -139,12 +139,7 @@ static void dump_topology(weft_comm_t comm, const wf_topo_summary_t *summaries)
  */
 static int wants_route(const weft_comm_t comm)
 {
-    if (wf_param_enum(WF_PARAM_TRANSPORT) != 0 || comm->nodes.nnodes < 2)
-        return 0;
-    for (int r = 0; r < comm->nranks; r++)
-        if (comm->nodes.local_size[r] > 1)
-            return 1;
-    return 0;
+    return wf_param_enum(WF_PARAM_TRANSPORT) == 0 && comm->nodes.nnodes > 1 && comm->nodes.max_local_size > 1;
 }
 
 static int create_transport(weft_comm_t comm, const wf_transport_config_t *config, char *err, size_t errlen)
