@@ -4,14 +4,19 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-/* getopt value of --buffers, which has no short form. */
+/* getopt values of the options without a short form. */
 #define OPTION_BUFFERS 256
+#define OPTION_MAX_SECONDS 257
+
+/* Largest --max-seconds: one hour per size and placement. */
+#define MAX_SECONDS_LIMIT 3600.0
 
 /* Largest --window and --buffers: enough for any bucket list, small enough for the request arrays. */
 #define MAX_WINDOW 4096
@@ -174,6 +179,18 @@ static int parse_int(const char *text, long min, long max, int *result)
     return 0;
 }
 
+/* Parse a positive number of seconds up to MAX_SECONDS_LIMIT. */
+static int parse_seconds(const char *text, double *seconds)
+{
+    char *end = NULL;
+    errno = 0;
+    double value = strtod(text, &end);
+    if (errno != 0 || end == text || *end != '\0' || !isfinite(value) || value <= 0 || value > MAX_SECONDS_LIMIT)
+        return -1;
+    *seconds = value;
+    return 0;
+}
+
 static void print_nonblocking_help(void)
 {
     printf("  -B, --nonblocking       time the non-blocking form (weft_iallreduce, ...) issued and then waited\n"
@@ -201,6 +218,9 @@ static void print_help(const bench_program_t *program)
            "                          float64%s (default float)\n"
            "  -o, --op OP             sum prod min max%s, for allreduce and reducescatter (default sum)\n"
            "  -n, --iters N           timed iterations per size (default 20)\n"
+           "      --max-seconds S     run fewer than -n timed iterations (at least 1) where -n would take\n"
+           "                          more than about S seconds per size and placement, as one pilot\n"
+           "                          call predicts (default: always -n)\n"
            "  -w, --warmup_iters N    untimed iterations at the largest and smallest size (default 5)\n"
            "  -c, --check N           checked iterations per size, 0 disables the check (default 1)\n"
            "  -r, --root RANK         broadcast root (default 0)\n"
@@ -316,6 +336,9 @@ static int apply_option(int option, const char *value, const bench_program_t *pr
     case OPTION_BUFFERS:
         return parse_int(value, 1, MAX_BUFFERS, &options->buffers) == 0
                    ? 0 : reject_value(program, "--buffers", value, "a number of buffers from 1 to 100000");
+    case OPTION_MAX_SECONDS:
+        return parse_seconds(value, &options->max_seconds) == 0
+                   ? 0 : reject_value(program, "--max-seconds", value, "a number of seconds above 0, at most 3600");
     default:
         return -1;
     }
@@ -340,6 +363,11 @@ static int validate_sweep(const char *name, const bench_options_t *options)
 /* Reject mode combinations that have no meaning. buffers_given: --buffers was on the command line. */
 static int validate_modes(const char *name, const bench_options_t *options, int buffers_given)
 {
+    if (options->max_seconds > 0 && (options->overlap || options->collective == BENCH_ALLREDUCE_MULTI)) {
+        fprintf(stderr, "%s: --max-seconds applies to the size sweep only: drop it with -O and allreduce_multi\n",
+                name);
+        return -1;
+    }
     if (options->collective != BENCH_ALLREDUCE_MULTI) {
         if (buffers_given) {
             fprintf(stderr, "%s: --buffers applies to allreduce_multi only\n", name);
@@ -436,6 +464,7 @@ bench_parse_result_t bench_parse_options(int argc, char **argv, const bench_prog
         {"average", required_argument, NULL, 'a'},    {"nranks", required_argument, NULL, 'N'},
         {"nonblocking", no_argument, NULL, 'B'},      {"window", required_argument, NULL, 'W'},
         {"overlap", no_argument, NULL, 'O'},          {"buffers", required_argument, NULL, OPTION_BUFFERS},
+        {"max-seconds", required_argument, NULL, OPTION_MAX_SECONDS},
         {"help", no_argument, NULL, 'h'},             {NULL, 0, NULL, 0},
     };
     /* Options that a program does not accept are rejected after getopt_long returns them. */

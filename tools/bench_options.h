@@ -45,6 +45,7 @@ typedef struct {
     bench_type_t type;
     bench_op_t op;
     int iters;        /* -n: timed iterations per size and placement */
+    double max_seconds; /* --max-seconds: cap on the timed seconds per size and placement, 0 for none */
     int warmup_iters; /* -w: untimed iterations at the largest and the smallest size */
     int check_iters;  /* -c: checked iterations per size and placement, 0 disables checking */
     int root;         /* -r: broadcast root */
