@@ -137,8 +137,7 @@ size_t bench_next_size(const bench_options_t *options, size_t bytes)
     return bytes + options->step_bytes;
 }
 
-/* Parse a byte count with an optional K, M or G suffix (powers of 1024, as nccl-tests reads them). */
-static int parse_bytes(const char *text, size_t *bytes)
+int bench_parse_bytes(const char *text, size_t *bytes)
 {
     char *end = NULL;
     errno = 0;
@@ -277,13 +276,13 @@ static int apply_option(int option, const char *value, const bench_program_t *pr
     int number = 0;
     switch (option) {
     case 'b':
-        return parse_bytes(value, &options->min_bytes) == 0
+        return bench_parse_bytes(value, &options->min_bytes) == 0
                    ? 0 : reject_value(program, "-b", value, "a byte count such as 8, 64K or 128M");
     case 'e':
-        return parse_bytes(value, &options->max_bytes) == 0
+        return bench_parse_bytes(value, &options->max_bytes) == 0
                    ? 0 : reject_value(program, "-e", value, "a byte count such as 8, 64K or 128M");
     case 'i':
-        return parse_bytes(value, &options->step_bytes) == 0
+        return bench_parse_bytes(value, &options->step_bytes) == 0
                    ? 0 : reject_value(program, "-i", value, "a byte count such as 1M");
     case 'f':
         if (parse_int(value, 1, INT_MAX, &number) != 0)

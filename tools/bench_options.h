@@ -77,6 +77,10 @@ typedef enum { BENCH_PARSE_RUN, BENCH_PARSE_HELP, BENCH_PARSE_ERROR } bench_pars
 bench_parse_result_t bench_parse_options(int argc, char **argv, const bench_program_t *program,
                                          bench_options_t *options);
 
+/* Parse a byte count with an optional K, M or G suffix (powers of 1024, as nccl-tests reads them).
+ * Returns 0, or -1 when text is not such a count or the count overflows size_t. */
+int bench_parse_bytes(const char *text, size_t *bytes);
+
 /* Name of the collective as typed on the command line ("allreduce"). */
 const char *bench_collective_name(bench_collective_t collective);
 
