@@ -14,6 +14,7 @@
 /* getopt values of the options without a short form. */
 #define OPTION_BUFFERS 256
 #define OPTION_MAX_SECONDS 257
+#define OPTION_BIND 258
 
 /* Largest --max-seconds: one hour per size and placement. */
 #define MAX_SECONDS_LIMIT 3600.0
@@ -229,7 +230,9 @@ static void print_help(const bench_program_t *program)
            program->allow_16bit ? " half bfloat16" : "",
            program->allow_16bit ? " float16" : "", program->allow_avg ? " avg" : "");
     if (program->allow_spawn)
-        printf("  -N, --nranks N          fork N local ranks that rendezvous on 127.0.0.1, no launcher needed\n");
+        printf("  -N, --nranks N          fork N local ranks that rendezvous on 127.0.0.1, no launcher needed\n"
+               "      --bind              with -N, bind rank r to one CPU: the r-th, modulo their number, of the\n"
+               "                          CPUs this process may run on (as mpirun --bind-to core places ranks)\n");
     if (program->allow_nonblocking)
         print_nonblocking_help();
     printf("  -h, --help              print this help\n"
@@ -335,6 +338,9 @@ static int apply_option(int option, const char *value, const bench_program_t *pr
     case OPTION_BUFFERS:
         return parse_int(value, 1, MAX_BUFFERS, &options->buffers) == 0
                    ? 0 : reject_value(program, "--buffers", value, "a number of buffers from 1 to 100000");
+    case OPTION_BIND:
+        options->bind = 1;
+        return 0;
     case OPTION_MAX_SECONDS:
         return parse_seconds(value, &options->max_seconds) == 0
                    ? 0 : reject_value(program, "--max-seconds", value, "a number of seconds above 0, at most 3600");
@@ -394,6 +400,11 @@ static int validate_modes(const char *name, const bench_options_t *options, int 
 static int validate_options(const bench_program_t *program, const bench_options_t *options, int buffers_given)
 {
     const char *name = program->program;
+    if (options->bind && options->spawn_ranks == 0) {
+        fprintf(stderr, "%s: --bind applies to the ranks that -N forks: add -N, or let the launcher bind "
+                "(mpirun --bind-to core)\n", name);
+        return -1;
+    }
     if (options->min_bytes > options->max_bytes) {
         fprintf(stderr, "%s: -b %zu is larger than -e %zu: the first size must not exceed the last\n",
                 name, options->min_bytes, options->max_bytes);
@@ -420,6 +431,7 @@ static int option_allowed(const bench_program_t *program, int option)
 {
     switch (option) {
     case 'N':
+    case OPTION_BIND:
         return program->allow_spawn;
     case 'B':
     case 'W':
@@ -463,7 +475,7 @@ bench_parse_result_t bench_parse_options(int argc, char **argv, const bench_prog
         {"average", required_argument, NULL, 'a'},    {"nranks", required_argument, NULL, 'N'},
         {"nonblocking", no_argument, NULL, 'B'},      {"window", required_argument, NULL, 'W'},
         {"overlap", no_argument, NULL, 'O'},          {"buffers", required_argument, NULL, OPTION_BUFFERS},
-        {"max-seconds", required_argument, NULL, OPTION_MAX_SECONDS},
+        {"max-seconds", required_argument, NULL, OPTION_MAX_SECONDS}, {"bind", no_argument, NULL, OPTION_BIND},
         {"help", no_argument, NULL, 'h'},             {NULL, 0, NULL, 0},
     };
     /* Options that a program does not accept are rejected after getopt_long returns them. */
@@ -499,6 +511,8 @@ bench_parse_result_t bench_parse_options(int argc, char **argv, const bench_prog
             char shown[16];
             if (option == OPTION_BUFFERS)
                 snprintf(shown, sizeof(shown), "--buffers");
+            else if (option == OPTION_BIND)
+                snprintf(shown, sizeof(shown), "--bind");
             else
                 snprintf(shown, sizeof(shown), "-%c", option);
             fprintf(stderr, "%s: %s is a weft-bench option that %s does not accept: see %s --help\n",

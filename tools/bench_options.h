@@ -51,6 +51,7 @@ typedef struct {
     int root;         /* -r: broadcast root */
     bench_time_reduction_t time_reduction; /* -a */
     int spawn_ranks;  /* -N: ranks that weft-bench forks itself, 0 when launched externally */
+    int bind;         /* --bind: bind each rank that -N forks to one CPU, round robin */
     int nonblocking;  /* -B: time the i-form followed by a wait instead of the blocking call */
     int window;       /* -W: i-form calls issued on distinct buffers before waiting on all, 1 without -W */
     int overlap;      /* -O: measure how much of the communication a computation hides */

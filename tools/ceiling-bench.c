@@ -23,6 +23,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "bench_affinity.h"
 #include "bench_options.h"
 #include "bench_sweep.h"
 
@@ -35,8 +36,9 @@
 /* Barrier polls before each sched_yield, so that oversubscribed ranks let the others run. */
 #define SPINS_BEFORE_YIELD 256
 
-/* getopt value of --max-seconds, which has no short form. */
+/* getopt values of the options without a short form. */
 #define OPTION_MAX_SECONDS 256
+#define OPTION_BIND 257
 
 typedef struct {
     int nranks;
@@ -47,6 +49,7 @@ typedef struct {
     int warmup_iters;
     int check;
     double max_seconds; /* --max-seconds, 0 for no cap */
+    int bind;           /* --bind: bind rank r to one CPU, round robin */
 } ceiling_options_t;
 
 /* Control block shared by the ranks. */
@@ -81,6 +84,8 @@ static void print_usage(FILE *out)
             "  -c, --check 0|1         check one iteration per size against exact sums (default 1)\n"
             "      --max-seconds S     run fewer than -n timed iterations (at least 1) where -n would take\n"
             "                          more than about S seconds per size, as one pilot iteration predicts\n"
+            "      --bind              bind rank r to one CPU: the r-th, modulo their number, of the CPUs this\n"
+            "                          process may run on (as mpirun --bind-to core places ranks)\n"
             "  -h, --help              print this help\n",
             MAX_RANKS);
 }
@@ -124,6 +129,9 @@ static int apply_option(int option, const char *value, ceiling_options_t *option
     case 'n': return parse_int("-n", value, 1, INT_MAX, &options->iters);
     case 'w': return parse_int("-w", value, 0, INT_MAX, &options->warmup_iters);
     case 'c': return parse_int("-c", value, 0, 1, &options->check);
+    case OPTION_BIND:
+        options->bind = 1;
+        return 0;
     case OPTION_MAX_SECONDS:
         errno = 0;
         options->max_seconds = strtod(value, &end);
@@ -143,7 +151,8 @@ static int parse_options(int argc, char **argv, ceiling_options_t *options)
         {"maxbytes", required_argument, NULL, 'e'},   {"stepfactor", required_argument, NULL, 'f'},
         {"iters", required_argument, NULL, 'n'},      {"warmup_iters", required_argument, NULL, 'w'},
         {"check", required_argument, NULL, 'c'},      {"max-seconds", required_argument, NULL, OPTION_MAX_SECONDS},
-        {"help", no_argument, NULL, 'h'},             {NULL, 0, NULL, 0},
+        {"bind", no_argument, NULL, OPTION_BIND},     {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     *options = (ceiling_options_t){.nranks = 2, .min_bytes = 64u << 20, .max_bytes = 64u << 20, .step_factor = 2,
                                    .iters = 20, .warmup_iters = 5, .check = 1};
@@ -447,6 +456,10 @@ int main(int argc, char **argv)
         pid_t pid = fork();
         if (pid == 0) {
             bench.rank = rank;
+            if (options.bind && bench_bind_to_cpu("ceiling-bench", rank) != 0) {
+                atomic_store(&bench.control->failed, 1);
+                exit(1);
+            }
             exit(run_rank(&bench));
         }
         if (pid < 0) {
