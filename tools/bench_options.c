@@ -4,14 +4,20 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-/* getopt value of --buffers, which has no short form. */
+/* getopt values of the options without a short form. */
 #define OPTION_BUFFERS 256
+#define OPTION_MAX_SECONDS 257
+#define OPTION_BIND 258
+
+/* Largest --max-seconds: one hour per size and placement. */
+#define MAX_SECONDS_LIMIT 3600.0
 
 /* Largest --window and --buffers: enough for any bucket list, small enough for the request arrays. */
 #define MAX_WINDOW 4096
@@ -132,8 +138,7 @@ size_t bench_next_size(const bench_options_t *options, size_t bytes)
     return bytes + options->step_bytes;
 }
 
-/* Parse a byte count with an optional K, M or G suffix (powers of 1024, as nccl-tests reads them). */
-static int parse_bytes(const char *text, size_t *bytes)
+int bench_parse_bytes(const char *text, size_t *bytes)
 {
     char *end = NULL;
     errno = 0;
@@ -174,6 +179,18 @@ static int parse_int(const char *text, long min, long max, int *result)
     return 0;
 }
 
+/* Parse a positive number of seconds up to MAX_SECONDS_LIMIT. */
+static int parse_seconds(const char *text, double *seconds)
+{
+    char *end = NULL;
+    errno = 0;
+    double value = strtod(text, &end);
+    if (errno != 0 || end == text || *end != '\0' || !isfinite(value) || value <= 0 || value > MAX_SECONDS_LIMIT)
+        return -1;
+    *seconds = value;
+    return 0;
+}
+
 static void print_nonblocking_help(void)
 {
     printf("  -B, --nonblocking       time the non-blocking form (weft_iallreduce, ...) issued and then waited\n"
@@ -201,6 +218,9 @@ static void print_help(const bench_program_t *program)
            "                          float64%s (default float)\n"
            "  -o, --op OP             sum prod min max%s, for allreduce and reducescatter (default sum)\n"
            "  -n, --iters N           timed iterations per size (default 20)\n"
+           "      --max-seconds S     run fewer than -n timed iterations (at least 1) where -n would take\n"
+           "                          more than about S seconds per size and placement, as one pilot\n"
+           "                          call predicts (default: always -n)\n"
            "  -w, --warmup_iters N    untimed iterations at the largest and smallest size (default 5)\n"
            "  -c, --check N           checked iterations per size, 0 disables the check (default 1)\n"
            "  -r, --root RANK         broadcast root (default 0)\n"
@@ -210,7 +230,9 @@ static void print_help(const bench_program_t *program)
            program->allow_16bit ? " half bfloat16" : "",
            program->allow_16bit ? " float16" : "", program->allow_avg ? " avg" : "");
     if (program->allow_spawn)
-        printf("  -N, --nranks N          fork N local ranks that rendezvous on 127.0.0.1, no launcher needed\n");
+        printf("  -N, --nranks N          fork N local ranks that rendezvous on 127.0.0.1, no launcher needed\n"
+               "      --bind              with -N, bind rank r to one CPU: the r-th, modulo their number, of the\n"
+               "                          CPUs this process may run on (as mpirun --bind-to core places ranks)\n");
     if (program->allow_nonblocking)
         print_nonblocking_help();
     printf("  -h, --help              print this help\n"
@@ -257,13 +279,13 @@ static int apply_option(int option, const char *value, const bench_program_t *pr
     int number = 0;
     switch (option) {
     case 'b':
-        return parse_bytes(value, &options->min_bytes) == 0
+        return bench_parse_bytes(value, &options->min_bytes) == 0
                    ? 0 : reject_value(program, "-b", value, "a byte count such as 8, 64K or 128M");
     case 'e':
-        return parse_bytes(value, &options->max_bytes) == 0
+        return bench_parse_bytes(value, &options->max_bytes) == 0
                    ? 0 : reject_value(program, "-e", value, "a byte count such as 8, 64K or 128M");
     case 'i':
-        return parse_bytes(value, &options->step_bytes) == 0
+        return bench_parse_bytes(value, &options->step_bytes) == 0
                    ? 0 : reject_value(program, "-i", value, "a byte count such as 1M");
     case 'f':
         if (parse_int(value, 1, INT_MAX, &number) != 0)
@@ -316,6 +338,12 @@ static int apply_option(int option, const char *value, const bench_program_t *pr
     case OPTION_BUFFERS:
         return parse_int(value, 1, MAX_BUFFERS, &options->buffers) == 0
                    ? 0 : reject_value(program, "--buffers", value, "a number of buffers from 1 to 100000");
+    case OPTION_BIND:
+        options->bind = 1;
+        return 0;
+    case OPTION_MAX_SECONDS:
+        return parse_seconds(value, &options->max_seconds) == 0
+                   ? 0 : reject_value(program, "--max-seconds", value, "a number of seconds above 0, at most 3600");
     default:
         return -1;
     }
@@ -340,6 +368,11 @@ static int validate_sweep(const char *name, const bench_options_t *options)
 /* Reject mode combinations that have no meaning. buffers_given: --buffers was on the command line. */
 static int validate_modes(const char *name, const bench_options_t *options, int buffers_given)
 {
+    if (options->max_seconds > 0 && (options->overlap || options->collective == BENCH_ALLREDUCE_MULTI)) {
+        fprintf(stderr, "%s: --max-seconds applies to the size sweep only: drop it with -O and allreduce_multi\n",
+                name);
+        return -1;
+    }
     if (options->collective != BENCH_ALLREDUCE_MULTI) {
         if (buffers_given) {
             fprintf(stderr, "%s: --buffers applies to allreduce_multi only\n", name);
@@ -367,6 +400,11 @@ static int validate_modes(const char *name, const bench_options_t *options, int 
 static int validate_options(const bench_program_t *program, const bench_options_t *options, int buffers_given)
 {
     const char *name = program->program;
+    if (options->bind && options->spawn_ranks == 0) {
+        fprintf(stderr, "%s: --bind applies to the ranks that -N forks: add -N, or let the launcher bind "
+                "(mpirun --bind-to core)\n", name);
+        return -1;
+    }
     if (options->min_bytes > options->max_bytes) {
         fprintf(stderr, "%s: -b %zu is larger than -e %zu: the first size must not exceed the last\n",
                 name, options->min_bytes, options->max_bytes);
@@ -393,6 +431,7 @@ static int option_allowed(const bench_program_t *program, int option)
 {
     switch (option) {
     case 'N':
+    case OPTION_BIND:
         return program->allow_spawn;
     case 'B':
     case 'W':
@@ -436,6 +475,7 @@ bench_parse_result_t bench_parse_options(int argc, char **argv, const bench_prog
         {"average", required_argument, NULL, 'a'},    {"nranks", required_argument, NULL, 'N'},
         {"nonblocking", no_argument, NULL, 'B'},      {"window", required_argument, NULL, 'W'},
         {"overlap", no_argument, NULL, 'O'},          {"buffers", required_argument, NULL, OPTION_BUFFERS},
+        {"max-seconds", required_argument, NULL, OPTION_MAX_SECONDS}, {"bind", no_argument, NULL, OPTION_BIND},
         {"help", no_argument, NULL, 'h'},             {NULL, 0, NULL, 0},
     };
     /* Options that a program does not accept are rejected after getopt_long returns them. */
@@ -471,6 +511,8 @@ bench_parse_result_t bench_parse_options(int argc, char **argv, const bench_prog
             char shown[16];
             if (option == OPTION_BUFFERS)
                 snprintf(shown, sizeof(shown), "--buffers");
+            else if (option == OPTION_BIND)
+                snprintf(shown, sizeof(shown), "--bind");
             else
                 snprintf(shown, sizeof(shown), "-%c", option);
             fprintf(stderr, "%s: %s is a weft-bench option that %s does not accept: see %s --help\n",

@@ -45,11 +45,13 @@ typedef struct {
     bench_type_t type;
     bench_op_t op;
     int iters;        /* -n: timed iterations per size and placement */
+    double max_seconds; /* --max-seconds: cap on the timed seconds per size and placement, 0 for none */
     int warmup_iters; /* -w: untimed iterations at the largest and the smallest size */
     int check_iters;  /* -c: checked iterations per size and placement, 0 disables checking */
     int root;         /* -r: broadcast root */
     bench_time_reduction_t time_reduction; /* -a */
     int spawn_ranks;  /* -N: ranks that weft-bench forks itself, 0 when launched externally */
+    int bind;         /* --bind: bind each rank that -N forks to one CPU, round robin */
     int nonblocking;  /* -B: time the i-form followed by a wait instead of the blocking call */
     int window;       /* -W: i-form calls issued on distinct buffers before waiting on all, 1 without -W */
     int overlap;      /* -O: measure how much of the communication a computation hides */
@@ -75,6 +77,10 @@ typedef enum { BENCH_PARSE_RUN, BENCH_PARSE_HELP, BENCH_PARSE_ERROR } bench_pars
  */
 bench_parse_result_t bench_parse_options(int argc, char **argv, const bench_program_t *program,
                                          bench_options_t *options);
+
+/* Parse a byte count with an optional K, M or G suffix (powers of 1024, as nccl-tests reads them).
+ * Returns 0, or -1 when text is not such a count or the count overflows size_t. */
+int bench_parse_bytes(const char *text, size_t *bytes);
 
 /* Name of the collective as typed on the command line ("allreduce"). */
 const char *bench_collective_name(bench_collective_t collective);

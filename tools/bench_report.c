@@ -54,6 +54,9 @@ void bench_print_parameters(const bench_options_t *options)
            options->min_bytes, options->max_bytes, factor ? options->step_factor : options->step_bytes,
            factor ? "factor" : "bytes", options->warmup_iters, options->iters, options->check_iters,
            bench_time_reduction_name(options->time_reduction));
+    if (options->max_seconds > 0)
+        printf("# --max-seconds %g: fewer than %d timed iterations where one pilot call predicts more than %g s\n",
+               options->max_seconds, options->iters, options->max_seconds);
     if (options->overlap)
         return;
     if (options->nonblocking && options->window > 1)

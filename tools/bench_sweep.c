@@ -122,8 +122,30 @@ static void run_round(const bench_options_t *options, const bench_backend_t *bac
 }
 
 /*
- * Time options->iters rounds after one untimed round and a barrier; returns the time per call. The
- * buffers start zeroed so that repeated in-place reductions never reach infinities or subnormals.
+ * Number of timed rounds: options->iters, or with --max-seconds as many as fit in that time at the
+ * pace of one pilot round, at least 1. The pilot time is the maximum over ranks, so every rank
+ * computes the same number and the ranks keep calling the same collectives.
+ */
+static int timed_rounds(const bench_options_t *options, const bench_backend_t *backend, const bench_layout_t *layout,
+                        int in_place)
+{
+    if (options->max_seconds <= 0)
+        return options->iters;
+
+    double start = bench_now();
+    run_round(options, backend, layout, in_place);
+    double pilot = backend->combine_time(backend->context, bench_now() - start, BENCH_TIME_MAX);
+    backend->barrier(backend->context);
+    if (pilot <= 0 || options->max_seconds / pilot >= (double)options->iters)
+        return options->iters;
+    int rounds = (int)(options->max_seconds / pilot);
+    return rounds > 0 ? rounds : 1;
+}
+
+/*
+ * Time the rounds of timed_rounds after one untimed round and a barrier, and return the time per
+ * call. The buffers start zeroed so that repeated in-place reductions never reach infinities or
+ * subnormals.
  */
 static double time_collective(const bench_options_t *options, const bench_backend_t *backend,
                               const bench_layout_t *layout, int in_place)
@@ -136,11 +158,12 @@ static double time_collective(const bench_options_t *options, const bench_backen
     }
     run_round(options, backend, layout, in_place);
     backend->barrier(backend->context);
+    int rounds = timed_rounds(options, backend, layout, in_place);
 
     double start = bench_now();
-    for (int iter = 0; iter < options->iters; iter++)
+    for (int iter = 0; iter < rounds; iter++)
         run_round(options, backend, layout, in_place);
-    double seconds = (bench_now() - start) / options->iters / slots;
+    double seconds = (bench_now() - start) / rounds / slots;
     return backend->combine_time(backend->context, seconds, options->time_reduction);
 }
 

@@ -8,6 +8,10 @@
  *              rate a collective gets from the kernel.
  *   mem_GB/s   bytes read and written per second (both inputs plus the output), which is the
  *              load on the memory system.
+ *   of_add     mem_GB/s of the kernel divided by mem_GB/s of the add_u64 baseline.
+ * Two baselines run first on the same buffers: memcpy (partial buffer to partial buffer) and
+ * add_u64, a plain C loop that adds the source to the destination as 64-bit integers, which
+ * reads and writes the same bytes as reduce_partial. A kernel near of_add 1 is limited by memory.
  * GB is 10^9 bytes. Buffers are touched once before timing so page faults are not counted.
  */
 #include <errno.h>
@@ -23,13 +27,15 @@ typedef struct {
     int iterations;
     weft_op_t op;
     int native_precision;
+    unsigned types; /* bit t set: measure weft_datatype_t t */
 } options_t;
 
 static void print_usage(FILE *out)
 {
     fprintf(out,
-            "usage: reduce-bench [--size MIB] [--iterations N] [--op sum|prod|min|max|avg] [--native]\n"
+            "usage: reduce-bench [--size MIB] [--iterations N] [--op sum|prod|min|max|avg] [--types LIST] [--native]\n"
             "  --size MIB        user data per datatype in MiB (default 64)\n"
+            "  --types LIST      comma-separated datatypes, e.g. float32,float64,bfloat16,float16 (default all)\n"
             "  --iterations N    timed runs per kernel; the best is printed (default 5)\n"
             "  --op NAME         reduction op (default sum)\n"
             "  --native          keep float16/bfloat16 partials in 16 bits (WEFT_REDUCE_PRECISION=native)\n");
@@ -61,10 +67,38 @@ static int parse_op(const char *text, weft_op_t *op)
     return -1;
 }
 
+/* Set the bit of each datatype named in the comma-separated list text. */
+static int parse_types(const char *text, unsigned *types)
+{
+    char list[256];
+    if (snprintf(list, sizeof(list), "%s", text) >= (int)sizeof(list)) {
+        fprintf(stderr, "reduce-bench: --types value '%s' is too long: name each datatype once\n", text);
+        return -1;
+    }
+    *types = 0;
+    char *saved = NULL;
+    for (char *name = strtok_r(list, ",", &saved); name != NULL; name = strtok_r(NULL, ",", &saved)) {
+        int type = 0;
+        while (type < WF_DATATYPE_COUNT && strcmp(name, wf_datatype_name((weft_datatype_t)type)) != 0)
+            type++;
+        if (type == WF_DATATYPE_COUNT) {
+            fprintf(stderr, "reduce-bench: invalid datatype '%s' in --types: expected int8, uint8, int32, uint32, "
+                    "int64, uint64, float16, bfloat16, float32 or float64\n", name);
+            return -1;
+        }
+        *types |= 1u << type;
+    }
+    if (*types == 0) {
+        fprintf(stderr, "reduce-bench: invalid --types value '%s': expected at least one datatype name\n", text);
+        return -1;
+    }
+    return 0;
+}
+
 /* Returns 0, 1 after --help, or -1 on invalid arguments (already reported). */
 static int parse_options(int argc, char **argv, options_t *options)
 {
-    *options = (options_t){64, 5, WEFT_SUM, 0};
+    *options = (options_t){64, 5, WEFT_SUM, 0, (1u << WF_DATATYPE_COUNT) - 1};
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         long value;
@@ -92,6 +126,9 @@ static int parse_options(int argc, char **argv, options_t *options)
             options->iterations = (int)value;
         } else if (strcmp(arg, "--op") == 0) {
             if (parse_op(text, &options->op) != 0)
+                return -1;
+        } else if (strcmp(arg, "--types") == 0) {
+            if (parse_types(text, &options->types) != 0)
                 return -1;
         } else {
             fprintf(stderr, "reduce-bench: unknown option '%s'\n", arg);
@@ -128,24 +165,52 @@ typedef struct {
     void *user, *dst, *src;
 } bench_buffers_t;
 
-typedef enum { KERNEL_REDUCE_PARTIAL, KERNEL_REDUCE_USER } kernel_t;
+typedef enum { KERNEL_MEMCPY, KERNEL_ADD_U64, KERNEL_REDUCE_PARTIAL, KERNEL_REDUCE_USER } kernel_t;
 
-/* Returns the best time in seconds of `iterations` runs of one kernel. */
+static const char *const kernel_names[] = {"memcpy", "add_u64", "reduce_partial", "reduce_user"};
+
+/* dst[i] += src[i] over 64-bit words: the memory traffic of reduce_partial with the simplest
+ * arithmetic, as the compiler vectorizes it (the file is built with -O3). */
+static void add_u64(void *dst, const void *src, size_t bytes)
+{
+    uint64_t *restrict out = dst;
+    const uint64_t *restrict in = src;
+    for (size_t i = 0; i < bytes / sizeof(uint64_t); i++)
+        out[i] += in[i];
+}
+
+/* Returns the best time in seconds of `iterations` runs of one kernel or baseline. */
 static double time_kernel(const wf_reduce_plan_t *plan, bench_buffers_t *buf, size_t n, int iterations, kernel_t kernel)
 {
+    size_t partial_bytes = n * plan->partial_size;
     double best = 0;
     for (int run = 0; run < iterations; run++) {
         plan->to_partial(buf->dst, buf->user, n); /* restart from ones so PROD and SUM stay finite */
         double start = now_seconds();
-        if (kernel == KERNEL_REDUCE_PARTIAL)
-            plan->reduce_partial(buf->dst, buf->src, n);
-        else
-            plan->reduce_user(buf->dst, buf->user, n);
+        switch (kernel) {
+        case KERNEL_MEMCPY: memcpy(buf->dst, buf->src, partial_bytes); break;
+        case KERNEL_ADD_U64: add_u64(buf->dst, buf->src, partial_bytes); break;
+        case KERNEL_REDUCE_PARTIAL: plan->reduce_partial(buf->dst, buf->src, n); break;
+        case KERNEL_REDUCE_USER: plan->reduce_user(buf->dst, buf->user, n); break;
+        }
         double elapsed = now_seconds() - start;
         if (run == 0 || elapsed < best)
             best = elapsed;
     }
     return best;
+}
+
+/* Bytes that one run of the kernel reads and writes. */
+static double kernel_memory_bytes(const wf_reduce_plan_t *plan, size_t n, kernel_t kernel)
+{
+    double partial_bytes = (double)n * (double)plan->partial_size;
+    switch (kernel) {
+    case KERNEL_MEMCPY: return 2 * partial_bytes;
+    case KERNEL_ADD_U64:
+    case KERNEL_REDUCE_PARTIAL: return 3 * partial_bytes;
+    case KERNEL_REDUCE_USER: return 2 * partial_bytes + (double)n * (double)plan->user_size;
+    }
+    return 0;
 }
 
 static int bench_datatype(const options_t *options, weft_datatype_t type)
@@ -168,14 +233,20 @@ static int bench_datatype(const options_t *options, weft_datatype_t type)
     fill_ones(&plan, buf.user, n);
     plan.to_partial(buf.src, buf.user, n);
 
-    static const char *const kernel_names[2] = {"reduce_partial", "reduce_user"};
-    for (kernel_t kernel = KERNEL_REDUCE_PARTIAL; kernel <= KERNEL_REDUCE_USER; kernel++) {
+    double add_rate = 0;
+    for (kernel_t kernel = KERNEL_MEMCPY; kernel <= KERNEL_REDUCE_USER; kernel++) {
         double seconds = time_kernel(&plan, &buf, n, options->iterations, kernel);
-        size_t source_size = kernel == KERNEL_REDUCE_PARTIAL ? plan.partial_size : plan.user_size;
-        double mem_bytes = (double)n * (double)(2 * plan.partial_size + source_size);
-        printf("%-9s %-5s %-7s %-15s %10zu %9.3f %10.2f %10.2f\n", wf_datatype_name(type), wf_op_name(options->op),
-               options->native_precision ? "native" : "wide", kernel_names[kernel], n, seconds * 1e3,
-               (double)n * (double)plan.user_size / seconds / 1e9, mem_bytes / seconds / 1e9);
+        double mem_rate = kernel_memory_bytes(&plan, n, kernel) / seconds / 1e9;
+        char user_rate[16] = "-", of_add[16] = "-";
+        if (kernel == KERNEL_ADD_U64)
+            add_rate = mem_rate;
+        if (kernel >= KERNEL_REDUCE_PARTIAL) {
+            snprintf(user_rate, sizeof(user_rate), "%.2f", (double)n * (double)plan.user_size / seconds / 1e9);
+            snprintf(of_add, sizeof(of_add), "%.2f", mem_rate / add_rate);
+        }
+        printf("%-9s %-5s %-7s %-15s %10zu %9.3f %10s %10.2f %7s\n", wf_datatype_name(type), wf_op_name(options->op),
+               options->native_precision ? "native" : "wide", kernel_names[kernel], n, seconds * 1e3, user_rate,
+               mem_rate, of_add);
     }
     free(buf.user);
     free(buf.dst);
@@ -192,10 +263,12 @@ int main(int argc, char **argv)
 
     printf("# reduce-bench: kernels dispatched to %s, %zu MiB of user data per datatype, best of %d runs\n",
            wf_reduce_isa(), options.size_mib, options.iterations);
-    printf("%-9s %-5s %-7s %-15s %10s %9s %10s %10s\n", "type", "op", "partial", "kernel", "count", "time_ms",
-           "user_GB/s", "mem_GB/s");
-    for (int type = 0; type < WF_DATATYPE_COUNT; type++)
-        if (bench_datatype(&options, (weft_datatype_t)type) != 0)
+    printf("# baselines on the same buffers: memcpy (dst = src), add_u64 (dst += src as 64-bit integers)\n");
+    printf("%-9s %-5s %-7s %-15s %10s %9s %10s %10s %7s\n", "type", "op", "partial", "kernel", "count", "time_ms",
+           "user_GB/s", "mem_GB/s", "of_add");
+    for (int type = 0; type < WF_DATATYPE_COUNT; type++) {
+        if ((options.types & (1u << type)) != 0 && bench_datatype(&options, (weft_datatype_t)type) != 0)
             return 1;
+    }
     return 0;
 }

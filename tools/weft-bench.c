@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_affinity.h"
 #include "bench_multi.h"
 #include "bench_options.h"
 #include "bench_overlap.h"
@@ -456,6 +457,8 @@ static int spawn_local_ranks(const bench_options_t *options)
             setenv("WEFT_ROOT", root, 1);
             setenv("WEFT_RANK", rank_text, 1);
             setenv("WEFT_SIZE", size_text, 1);
+            if (options->bind && bench_bind_to_cpu("weft-bench", rank) != 0)
+                exit(1);
             exit(run_benchmark(options));
         }
         if (pid < 0) {
