@@ -86,6 +86,12 @@ static const wf_param_def_t param_defs[WF_PARAM_COUNT] = {
     [WF_PARAM_PROGRESS_THREAD] = {"WEFT_PROGRESS_THREAD", WF_PARAM_TYPE_INT, "0", NULL, 0, 1, 0,
                                   "Runs every collective of a communicator on its own progress thread when 1, "
                                   "so non-blocking collectives advance while the caller computes."},
+    [WF_PARAM_ALGO] = {"WEFT_ALGO", WF_PARAM_TYPE_STRING, "", NULL, 0, WF_PARAM_TEXT_MAX, 0,
+                       "Restricts the algorithms of each collective, as in allreduce:rabenseifner,ring;"
+                       "allgather:bruck, with a leading ^ to exclude (empty: every algorithm)."},
+    [WF_PARAM_TUNING_FILE] = {"WEFT_TUNING_FILE", WF_PARAM_TYPE_STRING, "", NULL, 0, WF_PARAM_TEXT_MAX, 0,
+                              "Names a file of cost-model parameters and size ranges that fix the algorithm "
+                              "choice (empty: built-in model only)."},
 };
 
 typedef struct {

@@ -34,6 +34,8 @@ typedef enum {
     WF_PARAM_MR_CACHE_SIZE,    /* int: maximum number of cached registrations */
     WF_PARAM_MR_CACHE_MONITOR, /* enum: auto patch none */
     WF_PARAM_PROGRESS_THREAD,  /* int 0 or 1 */
+    WF_PARAM_ALGO,             /* string, parsed at communicator init by src/coll/select_parse.c */
+    WF_PARAM_TUNING_FILE,      /* string: path of the tuning file, empty = none */
     WF_PARAM_COUNT
 } wf_param_id_t;
 

@@ -69,7 +69,8 @@ static void test_table_order_and_help(void **state)
         "WEFT_TRANSPORT",     "WEFT_OFI_PROVIDER", "WEFT_SOCKET_IFNAME", "WEFT_ROOT",
         "WEFT_RANK",          "WEFT_SIZE",         "WEFT_JOB_KEY",     "WEFT_HOSTID",
         "WEFT_CHUNK_SIZE",    "WEFT_EAGER_LIMIT",  "WEFT_REDUCE_PRECISION", "WEFT_TIMEOUT",
-        "WEFT_MR_CACHE_SIZE", "WEFT_MR_CACHE_MONITOR", "WEFT_PROGRESS_THREAD",
+        "WEFT_MR_CACHE_SIZE", "WEFT_MR_CACHE_MONITOR", "WEFT_PROGRESS_THREAD", "WEFT_ALGO",
+        "WEFT_TUNING_FILE",
     };
 
     for (int id = 0; id < WF_PARAM_COUNT; id++) {
@@ -116,6 +117,8 @@ static void test_defaults(void **state)
     assert_int_equal(wf_param_int(WF_PARAM_MR_CACHE_SIZE), 1024);
     assert_string_equal(wf_param_str(WF_PARAM_MR_CACHE_MONITOR), "auto");
     assert_int_equal(wf_param_enum(WF_PARAM_MR_CACHE_MONITOR), 0);
+    assert_string_equal(wf_param_str(WF_PARAM_ALGO), "");
+    assert_string_equal(wf_param_str(WF_PARAM_TUNING_FILE), "");
 }
 
 static void expect_number(wf_param_id_t id, const char *text, int64_t expected)
