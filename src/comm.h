@@ -192,7 +192,7 @@ struct weft_comm {
     void *pack_buffer; /* weft_allreduce_multi's pack, kept so its registration is reused */
     size_t pack_buffer_size;
 
-    /* Registered scratch of the group algorithms (src/coll/group.h), kept up to four chunks. */
+    /* Registered scratch of the group algorithms (src/coll/group.h), kept up to 16 chunks. */
     void *scratch;
     size_t scratch_size;
     wf_mr_t scratch_mr;

@@ -79,9 +79,9 @@ weft_result_t wf_sig_send(weft_comm_t comm, const void *data, size_t bytes, size
 weft_result_t wf_sig_wait(weft_comm_t comm);
 
 /*
- * Compare the signature that peer sent along with a buffer descriptor with this rank's, before
- * writing into that peer's memory; a difference fails comm with WEFT_ERR_MISMATCH and is reported
- * to every rank. Returns WEFT_SUCCESS when they match.
+ * Compare the signature that peer sent with a buffer descriptor or a message with this rank's,
+ * before writing into that peer's memory or using its data. A difference fails comm with
+ * WEFT_ERR_MISMATCH and is reported to every rank. Returns WEFT_SUCCESS when they match.
  */
 weft_result_t wf_sig_check_peer(weft_comm_t comm, int peer, const wf_signature_t *theirs);
 

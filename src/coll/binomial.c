@@ -20,7 +20,7 @@ weft_result_t wf_broadcast_binomial(weft_comm_t comm, const wf_group_t *group, v
     if (result == WEFT_SUCCESS)
         result = wf_step_register(comm, buf, bytes, &ref, &mr);
 
-    /* Receive from the parent; the step number is the bit in which parent and child differ. */
+    /* Receive from the parent. The step number is the bit in which parent and child differ. */
     int bit = 0;
     while ((1 << bit) < n && !(relative & (1 << bit)))
         bit++;

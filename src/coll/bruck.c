@@ -3,9 +3,9 @@
  *
  * Each member keeps a work buffer whose block j is member (me + j) mod n's. It starts with its own
  * block. In step k it sends its first min(2^k, n - 2^k) blocks to member me - 2^k and appends as
- * many from member me + 2^k, so after ceil(log2 n) steps the work buffer holds every block, and a
- * final rotation copies block j to member (me + j)'s place in recvbuf. Cost: ceil(log2 n)
- * latencies and (n - 1) blocks received, plus two local copies of the result. Blocks may differ
+ * many from member me + 2^k. After ceil(log2 n) steps the work buffer has every block, and a final
+ * rotation copies block j to member (me + j)'s place in recvbuf. Cost: ceil(log2 n) latencies and
+ * (n - 1) blocks received, plus two local copies of the result. Blocks may differ
  * in size (all-gather-v): the work buffer packs them back to back.
  */
 #include <stdlib.h>
@@ -19,7 +19,7 @@ weft_result_t wf_allgather_bruck(weft_comm_t comm, const wf_group_t *group, void
     int n = group->n, me = group->me;
     wf_scratch_t work = {0};
 
-    /* position[j]: where block j (member me + j) starts in the work buffer; position[n] is the total. */
+    /* position[j]: where block j (member me + j) starts in the work buffer, and position[n] is the total. */
     size_t *position = malloc(((size_t)n + 1) * sizeof(size_t));
     weft_result_t result = wf_sig_send(comm, NULL, 0, 0);
     if (position == NULL && result == WEFT_SUCCESS)

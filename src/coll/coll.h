@@ -67,8 +67,8 @@ weft_result_t wf_eager_buffer(weft_comm_t comm, size_t bytes, void **buffer, voi
 weft_result_t wf_select_init(weft_comm_t comm);
 
 /*
- * The algorithm for one call (see select.h for bytes and block_bytes); WF_ALGO_LOCAL on one rank.
- * Logs the first use of each algorithm per collective and size class at INFO under TUNE.
+ * Choose the algorithm for one call (select.h defines bytes and block_bytes), WF_ALGO_LOCAL on one
+ * rank. Logs the first use of each algorithm per collective and size class at INFO under TUNE.
  */
 wf_algo_t wf_select(weft_comm_t comm, wf_coll_t coll, uint64_t bytes, uint64_t block_bytes, double partial_scale);
 
@@ -157,7 +157,7 @@ weft_result_t wf_allreduce_rabenseifner(weft_comm_t comm, const wf_group_t *grou
 weft_result_t wf_reduce_scatter_halving(weft_comm_t comm, const wf_group_t *group, const void *sendbuf,
                                         void *recvbuf, const size_t *counts, const size_t *offsets,
                                         const wf_reduce_plan_t *plan);
-/* All-gather by Bruck's method in ceil(log2 n) steps; blocks (bytes, offsets in recvbuf) per member. */
+/* All-gather by Bruck's method in ceil(log2 n) steps, with blocks (bytes, offsets in recvbuf) per member. */
 weft_result_t wf_allgather_bruck(weft_comm_t comm, const wf_group_t *group, void *recvbuf, const size_t *bytes,
                                  const size_t *offsets);
 /* Broadcast down a binomial tree rooted at member root, in ceil(log2 n) steps, straight into buf. */

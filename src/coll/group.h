@@ -25,7 +25,7 @@ typedef struct {
     int peer;
     void *buf;
     size_t bytes;
-    const wf_mr_t *mr; /* covers buf; required above the eager limit (RDMA), unused below it */
+    const wf_mr_t *mr; /* covers buf: required above the eager limit (RDMA), unused below it */
 } wf_step_side_t;
 
 /*
@@ -64,8 +64,9 @@ static inline int wf_fold_member(const wf_fold_t *fold, int v)
 }
 
 /*
- * Scratch memory of one collective, always registered. Up to four chunks (WEFT_CHUNK_SIZE) come
- * from a buffer the communicator keeps; larger requests are allocated for the call. Release with
+ * Scratch memory of one collective, always registered. Up to 16 chunks (WEFT_CHUNK_SIZE), as much
+ * as the ring stream's two slot regions, come from a buffer the communicator keeps. Larger
+ * requests are allocated for the call, which costs page faults and a registration each time. Release with
  * wf_scratch_put, passing the collective's result: after a failure a peer's write may still be in
  * flight, so the memory then stays allocated until the communicator is destroyed.
  */

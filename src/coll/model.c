@@ -3,16 +3,19 @@
  *
  *   time = steps * alpha + messages * overhead + moved * beta + local * gamma
  *
- * where steps are the latencies on the critical path (a step above WEFT_EAGER_LIMIT counts twice:
- * the receiver's descriptor, then the RDMA write), messages the further messages a rank posts
- * within one step (the direct algorithms post n - 1), moved the bytes a rank sends or receives
- * on the critical path, and local the bytes it reduces or copies. The ring and the chain cut data
- * into chunks and overlap transfer with local work, so for them the larger of the two terms
- * counts instead of their sum. Partials wider than the element type (float16 sums in float32)
- * scale the bytes of the reducing phases by partial_scale.
+ * with these counts:
+ * - steps: latencies on the critical path. A step above WEFT_EAGER_LIMIT counts twice, for the
+ *   receiver's descriptor and then the RDMA write;
+ * - messages: the further messages a rank posts within one step (the direct algorithms post n - 1);
+ * - moved: the bytes a rank sends or receives on the critical path;
+ * - local: the bytes it reduces or copies.
+ * The ring and the chain cut data into k chunks of WEFT_CHUNK_SIZE and overlap the transfer of one
+ * chunk with local work on another, so for them max(transfer, local) + min(transfer, local) / k
+ * counts instead of the sum. Partials wider than the element type (float16 sums in float32) scale
+ * the bytes of the reducing phases by partial_scale.
  *
- * The formulas count what src/coll/ does; docs/algorithms.md derives them. They are estimates for
- * ranking algorithms, not predictions of absolute time.
+ * The formulas count what src/coll/ does, and docs/algorithms.md tabulates them. They are
+ * estimates for ranking algorithms, not predictions of absolute time.
  */
 #include <math.h>
 #include <string.h>
@@ -23,12 +26,14 @@ static const char *const param_names[WF_MODEL_PARAM_COUNT] = {"alpha_us", "overh
                                                                 "gamma_ns_per_byte"};
 
 /*
- * Defaults, fitted to weft-bench runs on one 2-core machine (see docs/tuning.md for the method):
- * the shm provider of libfabric 1.17, and tcp;ofi_rxm over loopback for every other provider.
+ * Defaults, rough fits to weft-bench runs of 2 ranks on one shared 2-core machine (docs/tuning.md
+ * gives the method and the numbers): the shm provider of libfabric 1.17, and tcp;ofi_rxm over
+ * loopback for every other provider. NOTE: overhead_us was not measurable there (more than two
+ * ranks oversubscribe the cores), so it is an estimate.
  */
 static const wf_model_params_t default_params[WF_TRANSPORT_CLASS_COUNT] = {
-    [WF_TRANSPORT_CLASS_SHM] = {4.0, 0.5, 0.25, 0.3},
-    [WF_TRANSPORT_CLASS_NET] = {25.0, 2.0, 0.6, 0.3},
+    [WF_TRANSPORT_CLASS_SHM] = {2.0, 0.3, 0.4, 0.2},
+    [WF_TRANSPORT_CLASS_NET] = {15.0, 2.0, 2.0, 0.2},
 };
 
 const char *wf_model_param_name(int i)
@@ -117,12 +122,12 @@ static void allreduce(const wf_model_input_t *in, wf_algo_t algo, wf_estimate_t 
         direct(in, e, m, 2.0);
         e->local = n * m * s;
         break;
-    case WF_ALGO_RING:
-        e->steps = 2.0 * (n - 1) + 1.0;
+    case WF_ALGO_RING: /* the neighbour's signature before the first write, the all-gather's descriptors */
+        e->steps = 2.0 * (n - 1) + 2.0;
         e->messages = 2.0 * (n - 1) * (chunks(in, m * s / n) - 1.0);
         e->moved = share * m * (s + 1.0);
         e->local = share * m * s;
-        e->pipelined = 1;
+        e->chunks = chunks(in, m * s / n);
         break;
     case WF_ALGO_RECURSIVE_DOUBLING:
         e->steps = log_p * message_steps(in, m * s) + (folded ? 2.0 * message_steps(in, m) : 0.0);
@@ -149,7 +154,7 @@ static void allgather(const wf_model_input_t *in, wf_algo_t algo, wf_estimate_t 
     case WF_ALGO_DIRECT:
         direct(in, e, block, 2.0);
         break;
-    case WF_ALGO_RING:
+    case WF_ALGO_RING: /* the descriptor exchange, then n - 1 steps */
         e->steps = (double)(n - 1) + 1.0;
         e->moved = (double)(n - 1) * block;
         break;
@@ -176,12 +181,12 @@ static void reduce_scatter(const wf_model_input_t *in, wf_algo_t algo, wf_estima
         direct(in, e, block, 2.0);
         e->local = n * block * s;
         break;
-    case WF_ALGO_RING:
-        e->steps = (double)(n - 1);
+    case WF_ALGO_RING: /* the neighbour's signature, then n - 1 steps */
+        e->steps = (double)(n - 1) + 1.0;
         e->messages = 2.0 * (n - 1) * (chunks(in, block * s) - 1.0);
         e->moved = (double)(n - 1) * block * s;
         e->local = (double)(n - 1) * block * s;
-        e->pipelined = 1;
+        e->chunks = chunks(in, block * s);
         break;
     case WF_ALGO_RECURSIVE_HALVING:
         e->steps = halving_steps(in, log_p, m * s) + (folded ? message_steps(in, m) + message_steps(in, block) : 0.0);
@@ -211,14 +216,14 @@ static void rooted(const wf_model_input_t *in, wf_algo_t algo, wf_estimate_t *e)
     case WF_ALGO_CHAIN:
         e->steps = (double)(n - 1) + (chunks(in, m) - 1.0) + 1.0;
         e->moved = m + (n - 2) * (m < chunk ? m : chunk);
-        e->pipelined = 1;
+        e->chunks = chunks(in, m);
         break;
-    case WF_ALGO_RING: /* reduce: ring reduce-scatter, then the blocks to the root */
-        e->steps = (double)(n - 1) + 1.0;
+    case WF_ALGO_RING: /* reduce: the signature, a ring reduce-scatter, then the blocks to the root */
+        e->steps = (double)(n - 1) + 2.0;
         e->messages = 2.0 * (n - 1) * (chunks(in, m * s / n) - 1.0) + (n - 2);
         e->moved = share * m * s + share * m;
         e->local = share * m * s;
-        e->pipelined = 1;
+        e->chunks = chunks(in, m * s / n);
         break;
     default:
         break;
@@ -230,6 +235,7 @@ void wf_model_estimate(const wf_model_input_t *input, const wf_model_params_t *p
 {
     memset(estimate, 0, sizeof(*estimate));
     estimate->eligible = 1;
+    estimate->chunks = 1.0;
     if (input->nranks < 2)
         return; /* one rank copies locally whatever the algorithm */
 
@@ -248,6 +254,7 @@ void wf_model_estimate(const wf_model_input_t *input, const wf_model_params_t *p
 
     double transfer = estimate->moved * params->beta_ns_per_byte / 1000.0;
     double local = estimate->local * params->gamma_ns_per_byte / 1000.0;
-    double data = estimate->pipelined ? (transfer > local ? transfer : local) : transfer + local;
+    double longer = transfer > local ? transfer : local, shorter = transfer > local ? local : transfer;
+    double data = longer + shorter / estimate->chunks;
     estimate->time_us = estimate->steps * params->alpha_us + estimate->messages * params->overhead_us + data;
 }

@@ -2,9 +2,9 @@
  * Recursive halving reduce-scatter, and Rabenseifner's all-reduce built on it.
  *
  * The vector is cut into p core blocks (p the largest power of two <= n). In halving step k a core
- * member keeps half of its current range of blocks, sends the other half to the core member
- * 2^(log2(p) - 1 - k) away, and reduces the half it receives from that member into its own. After
- * log2(p) steps core member v holds block v reduced over everyone: each rank sent and reduced
+ * member keeps half of its current range of blocks and sends the other half to the core member
+ * 2^(log2(p) - 1 - k) away. It reduces the half it receives from that member into its own. After
+ * log2(p) steps core member v has block v reduced over everyone, and each rank sent and reduced
  * (p - 1)/p of the vector in log2(p) latencies. Rabenseifner's all-reduce then runs the steps in
  * reverse as a recursive-doubling all-gather of the finished blocks, written straight into recvbuf:
  * 2 log2(p) latencies and about twice the vector sent per rank, like the ring with far fewer steps.

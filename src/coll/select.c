@@ -1,11 +1,13 @@
 /*
  * Algorithm tables, the choice for one call, and its log (see select.h).
  *
- * A choice goes, in order: one rank copies locally; otherwise, among the collective's algorithms
- * that WEFT_ALGO allows and that can serve the call, the first tuning-file rule that covers the
- * size and rank count and names one of them wins, else the one with the lowest model estimate.
+ * A choice goes, in order:
+ * - one rank copies locally;
+ * - else, among the collective's algorithms that WEFT_ALGO allows and that can serve the call, the
+ *   first tuning-file rule that covers the size and rank count and names one of them wins;
+ * - else the one of them with the lowest model estimate wins.
  * When WEFT_ALGO allows none that can serve the call (it allows only direct, and the blocks are
- * above WEFT_EAGER_LIMIT), the model picks among all of the collective's algorithms and a warning
+ * above WEFT_EAGER_LIMIT), the model picks among all of the collective's algorithms, and a warning
  * says so once.
  */
 #include <stdio.h>
@@ -102,13 +104,16 @@ uint64_t wf_select_hash(const wf_select_config_t *config)
     return hash;
 }
 
-/* The cheapest algorithm of mask by estimate; ties go to the earlier algorithm in the table. */
+/* The cheapest algorithm of mask by estimate. Ties go to the earlier algorithm in the table. */
 static wf_algo_t cheapest(const wf_choice_t *choice, uint32_t mask)
 {
     wf_algo_t best = WF_ALGO_COUNT;
-    for (int a = 0; a < WF_ALGO_COUNT; a++)
-        if ((mask & BIT(a)) && (best == WF_ALGO_COUNT || choice->estimates[a].time_us < choice->estimates[best].time_us))
+    for (int a = 0; a < WF_ALGO_COUNT; a++) {
+        if (!(mask & BIT(a)))
+            continue;
+        if (best == WF_ALGO_COUNT || choice->estimates[a].time_us < choice->estimates[best].time_us)
             best = (wf_algo_t)a;
+    }
     return best;
 }
 
@@ -160,7 +165,7 @@ void wf_select_decide(const wf_select_config_t *config, wf_transport_class_t tra
     choice->kind = config->restricted[input->coll] && bit_count(eligible) == 1 ? WF_CHOICE_FORCED : WF_CHOICE_MODEL;
 }
 
-/* "; then ring 12.5 us", naming the runner-up among mask, or nothing when there is none. */
+/* "; next ring at 12.5 us", naming the runner-up among mask, or "" when there is none. */
 static void describe_runner_up(const wf_choice_t *choice, uint32_t mask, char *out, size_t outlen)
 {
     wf_algo_t next = cheapest(choice, mask & ~BIT(choice->algo));

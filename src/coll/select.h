@@ -3,9 +3,9 @@
  * alpha-beta cost model that picks among them, and the tuning file (WEFT_TUNING_FILE) that
  * overrides the model's parameters or fixes the choice for ranges of sizes.
  *
- * Every rank must reach the same choice for the same call, so the choice depends only on the
- * call's arguments and on settings all ranks agree on at init: the eager limit, the chunk size,
- * the provider and the selection configuration (compared through wf_select_hash).
+ * Every rank must reach the same choice for the same call. So the choice depends only on the
+ * call's arguments and on settings that init checks are equal on every rank: the eager limit, the
+ * chunk size, the provider and the selection configuration (compared through wf_select_hash).
  *
  * The parsers and the model are pure functions of their inputs, for unit tests and weft-info.
  */
@@ -26,7 +26,7 @@ typedef enum {
 } wf_coll_t;
 
 typedef enum {
-    WF_ALGO_LOCAL, /* one rank: a local copy; never listed or selectable */
+    WF_ALGO_LOCAL, /* one rank: a local copy, never listed or selectable */
     WF_ALGO_DIRECT,
     WF_ALGO_RING,
     WF_ALGO_RECURSIVE_DOUBLING,
@@ -42,7 +42,7 @@ typedef enum {
 #define WF_ALGO_BIT(algo) (1u << (unsigned)(algo))
 #define WF_DIRECT_MAX_RANKS 64 /* the direct algorithms send O(n) messages per rank */
 
-/* "allreduce", ... and "ring", ...; NULL outside the enums. */
+/* Names such as "allreduce" and "ring", or NULL outside the enums. */
 const char *wf_coll_name(wf_coll_t coll);
 const char *wf_algo_name(wf_algo_t algo);
 
@@ -116,22 +116,22 @@ int wf_algo_parse(const char *text, wf_select_config_t *config, char *err, size_
  * the token in err.
  */
 int wf_tuning_parse_file(const char *path, wf_select_config_t *config, char *err, size_t errlen);
-/* One line of a tuning file, exposed for unit tests; line_number and path only label messages. */
+/* Parse one line of a tuning file (for unit tests). line_number and path only label messages. */
 int wf_tuning_parse_line(const char *path, int line_number, char *line, wf_select_config_t *config, char *err,
                          size_t errlen);
 
 /* Hash of everything in config that affects a choice, for the agreement check at init. */
 uint64_t wf_select_hash(const wf_select_config_t *config);
 
-/* What the model sees of one call. */
+/* The model's input for one call. */
 typedef struct {
     wf_coll_t coll;
     uint64_t bytes;       /* the call's size as nccl-tests counts it: the vector (all-reduce, broadcast,
                              reduce), the whole output (all-gather) or the whole input (reduce-scatter) */
     uint64_t block_bytes; /* the largest per-rank block (all-gather, reduce-scatter), else bytes */
     int nranks;
-    int nnodes;           /* NOTE: not used yet; for the hierarchical algorithms */
-    int ranks_per_node;   /* NOTE: not used yet, as nnodes */
+    int nnodes;           /* NOTE: no formula uses it yet, it is there for the hierarchical algorithms */
+    int ranks_per_node;   /* NOTE: no formula uses it yet, like nnodes */
     double partial_scale; /* partial size / element size of the reduction (2 for float16 sums), 1 without */
     uint64_t eager_limit;
     uint64_t chunk_size;
@@ -145,7 +145,7 @@ typedef struct {
     double messages;     /* messages posted beyond one per step */
     double moved;        /* bytes sent or received on the critical path */
     double local;        /* bytes reduced or copied locally */
-    int pipelined;       /* transfer and local work overlap: time takes the larger of the two */
+    double chunks;       /* pieces whose transfer overlaps local work on others (1: no overlap) */
     double time_us;
 } wf_estimate_t;
 
@@ -169,7 +169,7 @@ typedef struct {
     wf_estimate_t estimates[WF_ALGO_COUNT];
 } wf_choice_t;
 
-/* Pick the algorithm for one call; fills every estimate of the collective's algorithms. */
+/* Pick the algorithm for one call, and fill in the estimate of every algorithm of the collective. */
 void wf_select_decide(const wf_select_config_t *config, wf_transport_class_t transport,
                       const wf_model_input_t *input, wf_choice_t *choice);
 

@@ -79,10 +79,15 @@ static int parse_algo_list(const char *value, char *list, int coll, uint32_t *ma
     }
 
     *mask = 0;
-    char *save = NULL;
-    for (char *token = strtok_r(list, ",", &save); token != NULL; token = strtok_r(NULL, ",", &save)) {
+    char *token;
+    while ((token = strsep(&list, ",")) != NULL) {
         char *name = trim(token);
         int algo = find_algo(name);
+        if (name[0] == '\0') {
+            snprintf(err, errlen, "WEFT_ALGO=%.200s: an algorithm name is empty; separate names with one ',' and "
+                     "end the list with a name", value);
+            return -1;
+        }
         if (name[0] == '^') {
             snprintf(err, errlen, "WEFT_ALGO=%.200s: '%.64s' has a '^' inside a list; '^' goes once before the "
                      "list and excludes all of it, as in allreduce:^ring,direct", value, name);
@@ -90,14 +95,13 @@ static int parse_algo_list(const char *value, char *list, int coll, uint32_t *ma
         }
         if (coll >= 0 && (algo < 0 || !(wf_coll_algorithms((wf_coll_t)coll) & WF_ALGO_BIT(algo)))) {
             wf_coll_algorithm_list((wf_coll_t)coll, accepted, sizeof(accepted));
-            snprintf(err, errlen, "WEFT_ALGO=%.200s: '%.64s' is not a %s algorithm; %s accepts %s", value, name,
+            snprintf(err, errlen, "WEFT_ALGO=%.200s: '%.64s' is not an algorithm of %s; %s accepts %s", value, name,
                      wf_coll_name((wf_coll_t)coll), wf_coll_name((wf_coll_t)coll), accepted);
             return -1;
         }
         if (algo < 0) {
             list_all_algorithms(accepted, sizeof(accepted));
-            snprintf(err, errlen, "WEFT_ALGO=%.200s: unknown algorithm '%.64s'; use %s", value,
-                     name[0] ? name : "(empty)", accepted);
+            snprintf(err, errlen, "WEFT_ALGO=%.200s: unknown algorithm '%.64s'; use %s", value, name, accepted);
             return -1;
         }
         *mask |= WF_ALGO_BIT(algo);
@@ -268,7 +272,8 @@ static int parse_rule_ranks(const char *where, char *token, wf_tune_rule_t *rule
 }
 
 /* "COLLECTIVE LOW-HIGH ALGORITHM [ranks=LOW-HIGH]" */
-static int parse_rule(const char *where, char *line, wf_select_config_t *config, char *err, size_t errlen)
+static int parse_rule(const char *where, int line_number, char *line, wf_select_config_t *config, char *err,
+                      size_t errlen)
 {
     char *save = NULL, *tokens[5], names[256];
     int count = 0;
@@ -280,7 +285,7 @@ static int parse_rule(const char *where, char *line, wf_select_config_t *config,
         return -1;
     }
 
-    wf_tune_rule_t rule = {.min_ranks = 1, .max_ranks = MAX_RANKS};
+    wf_tune_rule_t rule = {.min_ranks = 1, .max_ranks = MAX_RANKS, .line = line_number};
     int coll = find_coll(tokens[0]);
     if (coll < 0) {
         list_collectives(names, sizeof(names));
@@ -295,7 +300,7 @@ static int parse_rule(const char *where, char *line, wf_select_config_t *config,
     int algo = find_algo(tokens[2]);
     if (algo < 0 || !(wf_coll_algorithms(rule.coll) & WF_ALGO_BIT(algo))) {
         wf_coll_algorithm_list(rule.coll, names, sizeof(names));
-        snprintf(err, errlen, "%s: '%.64s' is not a %s algorithm; %s accepts %s", where, tokens[2],
+        snprintf(err, errlen, "%s: '%.64s' is not an algorithm of %s; %s accepts %s", where, tokens[2],
                  wf_coll_name(rule.coll), wf_coll_name(rule.coll), names);
         return -1;
     }
@@ -355,7 +360,7 @@ int wf_tuning_parse_line(const char *path, int line_number, char *line, wf_selec
         return 0;
 
     snprintf(where, sizeof(where), "%s line %d", path, line_number);
-    /* A setting is one name, then '='; a rule's only '=' is in its ranks= token. */
+    /* A setting is one name and then '=', while a rule's only '=' is in its ranks= token. */
     char *equals = strchr(content, '=');
     size_t name_end = equals != NULL ? (size_t)(equals - content) : 0;
     while (name_end > 0 && isspace((unsigned char)content[name_end - 1]))
@@ -364,7 +369,7 @@ int wf_tuning_parse_line(const char *path, int line_number, char *line, wf_selec
         *equals = '\0';
         return parse_setting(where, trim(content), trim(equals + 1), config, err, errlen);
     }
-    return parse_rule(where, content, config, err, errlen);
+    return parse_rule(where, line_number, content, config, err, errlen);
 }
 
 int wf_tuning_parse_file(const char *path, wf_select_config_t *config, char *err, size_t errlen)

@@ -25,9 +25,9 @@ wf_fold_t wf_fold_of(const wf_group_t *group)
 }
 
 /*
- * The staging area of eager step messages: this rank's signature followed by the data, out and in.
- * A receiver thus checks the sender's signature before it uses the data, as the direct algorithms
- * get by tags: data of a rank that called another collective is never taken for this one's.
+ * The staging area of eager step messages, out and in: the sender's signature followed by the
+ * data. The receiver checks the signature before it uses the data, so data of a rank that called
+ * another collective is never taken for this one's (the direct algorithms get this from tags).
  */
 static weft_result_t stage_area(weft_comm_t comm, char **out, char **in)
 {
@@ -60,7 +60,7 @@ static weft_result_t post_step(weft_comm_t comm, unsigned step, const wf_step_si
     void *stage_desc = comm->needs_local_mr && result == WEFT_SUCCESS ? comm->step_stage_mr.desc : NULL;
 
     if (result == WEFT_SUCCESS && recv->peer >= 0 && recv->bytes <= comm->eager_limit) {
-        /* Room for any eager message, so a longer one from a mismatched rank arrives whole and its signature shows why. */
+        /* Room for any eager message: a longer one from a mismatched rank arrives whole, with its signature. */
         result = wf_post_recv(comm, recv->peer, wf_tag(comm->seq, WF_TAG_STEP, step, recv->peer), in,
                               comm->step_stage_half, stage_desc, &xfers[0]);
     } else if (result == WEFT_SUCCESS && recv->peer >= 0) {
@@ -207,7 +207,7 @@ weft_result_t wf_scratch_get(weft_comm_t comm, size_t bytes, wf_scratch_t *scrat
 {
     memset(scratch, 0, sizeof(*scratch));
     bytes = bytes > 0 ? bytes : 1;
-    if (bytes <= 4 * comm->chunk_size) {
+    if (bytes <= 16 * comm->chunk_size) {
         weft_result_t result = grow_kept_scratch(comm, bytes);
         scratch->base = comm->scratch;
         scratch->mr = &comm->scratch_mr;
