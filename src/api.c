@@ -2,49 +2,15 @@
  * Public collective entry points: argument checks, algorithm choice, dispatch.
  *
  * Argument errors are found before any communication, so they leave the communicator usable.
- * Algorithm choice for now: a rank-local copy for one rank, direct eager exchanges up to
- * WEFT_EAGER_LIMIT bytes per block (and at most WF_DIRECT_MAX_RANKS ranks), rings and a chain above.
- * Every rank computes the same choice from the same arguments and agreed settings.
+ * The algorithm of each call comes from the selector (src/coll/select.h), which every rank runs
+ * on the same arguments and agreed settings, so all ranks make the same choice.
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "api.h"
-#include "log.h"
 
-
-static const char *const algo_names[ALGO_COUNT] = {"local", "direct", "ring", "chain", "dissemination"};
-
-/* Log each (collective, algorithm) pair once per communicator at INFO under TUNE. */
-static void log_choice(weft_comm_t comm, int coll, wf_algo_t algo, size_t bytes, const char *reason)
-{
-    unsigned bit = 1u << (coll * ALGO_COUNT + (int)algo);
-    if (comm->tune_logged & bit)
-        return;
-    comm->tune_logged |= bit;
-    WF_INFO(WF_SUB_TUNE, "%s of %zu bytes on %d ranks uses the %s algorithm: %s", comm->coll_name, bytes, comm->nranks,
-            algo_names[algo], reason);
-}
-
-wf_algo_t wf_choose_algorithm(weft_comm_t comm, int coll, size_t block_bytes, size_t total_bytes)
-{
-    wf_algo_t algo;
-    const char *reason;
-    if (comm->nranks == 1) {
-        algo = ALGO_LOCAL, reason = "single rank";
-    } else if (coll == COLL_BARRIER) {
-        algo = ALGO_DISSEMINATION, reason = "only barrier algorithm";
-    } else if (block_bytes <= comm->eager_limit && comm->nranks <= WF_DIRECT_MAX_RANKS) {
-        algo = ALGO_DIRECT, reason = "blocks within WEFT_EAGER_LIMIT";
-    } else if (coll == COLL_BROADCAST) {
-        algo = ALGO_CHAIN, reason = "above WEFT_EAGER_LIMIT: pipelined chain of RDMA writes";
-    } else {
-        algo = ALGO_RING, reason = "above WEFT_EAGER_LIMIT: pipelined ring of RDMA writes";
-    }
-    log_choice(comm, coll, algo, total_bytes, reason);
-    return algo;
-}
 
 /*
  * Per-rank block tables of a collective: up to four arrays of nranks sizes in one allocation
@@ -144,13 +110,18 @@ weft_result_t wf_allreduce_checked(weft_comm_t comm, const void *sendbuf, void *
     weft_result_t result;
     wf_coll_begin(comm, "allreduce", WF_SIGNATURE(WF_KIND_ALLREDUCE, count, plan->type, plan->op, -1, 0));
     int n = comm->nranks;
-    switch (wf_choose_algorithm(comm, COLL_ALLREDUCE, bytes, bytes)) {
-    case ALGO_LOCAL:
+    wf_group_t group = wf_group_all(comm);
+    switch (wf_select(comm, WF_COLL_ALLREDUCE, bytes, bytes, wf_partial_scale(plan))) {
+    case WF_ALGO_LOCAL:
         if (sendbuf != recvbuf)
             memcpy(recvbuf, sendbuf, bytes); /* one rank: every op is the identity */
         return WEFT_SUCCESS;
-    case ALGO_DIRECT:
+    case WF_ALGO_DIRECT:
         return wf_allreduce_direct(comm, sendbuf, recvbuf, count, plan);
+    case WF_ALGO_RECURSIVE_DOUBLING:
+        return wf_allreduce_recursive_doubling(comm, &group, sendbuf, recvbuf, count, plan);
+    case WF_ALGO_RABENSEIFNER:
+        return wf_allreduce_rabenseifner(comm, &group, sendbuf, recvbuf, count, plan);
     default:
         break;
     }
@@ -250,8 +221,8 @@ static weft_result_t run_allgather(weft_comm_t comm, const wf_op_t *op)
         memcpy(own, op->sendbuf, block);
         comm->stats.local_copy_bytes += block;
     }
-    wf_algo_t algo = wf_choose_algorithm(comm, COLL_ALLGATHER, block, total);
-    if (algo == ALGO_LOCAL)
+    wf_algo_t algo = wf_select(comm, WF_COLL_ALLGATHER, total, block, 1.0);
+    if (algo == WF_ALGO_LOCAL)
         return WEFT_SUCCESS;
     size_t *bytes = wf_block_tables(comm, 2);
     if (bytes == NULL)
@@ -261,8 +232,11 @@ static weft_result_t run_allgather(weft_comm_t comm, const wf_op_t *op)
         bytes[r] = block;
         offsets[r] = block * (size_t)r;
     }
-    if (algo == ALGO_DIRECT)
+    wf_group_t group = wf_group_all(comm);
+    if (algo == WF_ALGO_DIRECT)
         result = wf_allgather_direct(comm, op->recvbuf, bytes, offsets);
+    else if (algo == WF_ALGO_BRUCK)
+        result = wf_allgather_bruck(comm, &group, op->recvbuf, bytes, offsets);
     else
         result = wf_ring_allgather(comm, op->recvbuf, total, bytes, offsets);
     free(bytes);
@@ -312,8 +286,8 @@ static weft_result_t run_reduce_scatter(weft_comm_t comm, const wf_op_t *op)
     weft_result_t result;
 
     wf_coll_begin(comm, "reduce_scatter", WF_SIGNATURE(WF_KIND_REDUCE_SCATTER, op->count, op->datatype, op->reduce_op, -1, 0));
-    wf_algo_t algo = wf_choose_algorithm(comm, COLL_REDUCE_SCATTER, block, total);
-    if (algo == ALGO_LOCAL) {
+    wf_algo_t algo = wf_select(comm, WF_COLL_REDUCE_SCATTER, total, block, wf_partial_scale(&op->plan));
+    if (algo == WF_ALGO_LOCAL) {
         if (op->recvbuf != op->sendbuf)
             memcpy(op->recvbuf, op->sendbuf, block);
         return WEFT_SUCCESS;
@@ -326,8 +300,11 @@ static weft_result_t run_reduce_scatter(weft_comm_t comm, const wf_op_t *op)
         counts[r] = op->count;
         offsets[r] = op->count * (size_t)r;
     }
-    if (algo == ALGO_DIRECT)
+    wf_group_t group = wf_group_all(comm);
+    if (algo == WF_ALGO_DIRECT)
         result = wf_reduce_scatter_direct(comm, op->sendbuf, op->recvbuf, counts, offsets, &op->plan);
+    else if (algo == WF_ALGO_RECURSIVE_HALVING)
+        result = wf_reduce_scatter_halving(comm, &group, op->sendbuf, op->recvbuf, counts, offsets, &op->plan);
     else
         result = wf_ring_reduce_scatter(comm, op->sendbuf, op->recvbuf, counts, offsets, &op->plan);
     free(counts);
@@ -381,11 +358,14 @@ static weft_result_t run_broadcast(weft_comm_t comm, const wf_op_t *op)
     size_t bytes = op->count * wf_datatype_size(op->datatype);
     wf_coll_begin(comm, "broadcast",
                   WF_SIGNATURE(WF_KIND_BROADCAST, op->count, op->datatype, WF_SIG_NONE, op->root, 0));
-    switch (wf_choose_algorithm(comm, COLL_BROADCAST, bytes, bytes)) {
-    case ALGO_LOCAL:
+    wf_group_t group = wf_group_all(comm);
+    switch (wf_select(comm, WF_COLL_BROADCAST, bytes, bytes, 1.0)) {
+    case WF_ALGO_LOCAL:
         return WEFT_SUCCESS;
-    case ALGO_DIRECT:
+    case WF_ALGO_DIRECT:
         return wf_broadcast_direct(comm, op->recvbuf, bytes, op->root);
+    case WF_ALGO_BINOMIAL:
+        return wf_broadcast_binomial(comm, &group, op->recvbuf, bytes, op->root);
     default:
         return wf_chain_broadcast(comm, op->recvbuf, bytes, op->root);
     }
@@ -424,7 +404,7 @@ static weft_result_t run_barrier(weft_comm_t comm, const wf_op_t *op)
 {
     (void)op;
     wf_coll_begin(comm, "barrier", WF_SIGNATURE(WF_KIND_BARRIER, 0, WF_SIG_NONE, WF_SIG_NONE, -1, 0));
-    if (wf_choose_algorithm(comm, COLL_BARRIER, 0, 0) == ALGO_LOCAL)
+    if (wf_select(comm, WF_COLL_BARRIER, 0, 0, 1.0) == WF_ALGO_LOCAL)
         return WEFT_SUCCESS;
     return wf_dissemination_barrier(comm);
 }

@@ -1,6 +1,6 @@
 /*
  * Shared pieces of the public entry points (src/api.c and src/api_uneven.c): argument checks that
- * record a message on the communicator, and the algorithm choice.
+ * record a message on the communicator.
  */
 #ifndef WF_API_H
 #define WF_API_H
@@ -10,14 +10,11 @@
 #include "coll/coll.h"
 #include "reduce.h"
 
-#define WF_DIRECT_MAX_RANKS 64 /* the direct algorithms send O(n) messages per rank */
-
-typedef enum { ALGO_LOCAL, ALGO_DIRECT, ALGO_RING, ALGO_CHAIN, ALGO_DISSEMINATION, ALGO_COUNT } wf_algo_t;
-
-enum { COLL_ALLREDUCE, COLL_ALLGATHER, COLL_REDUCE_SCATTER, COLL_BROADCAST, COLL_BARRIER, COLL_REDUCE };
-
-/* Pick the algorithm for a block size (the largest per-rank block) and log the first use of each. */
-wf_algo_t wf_choose_algorithm(weft_comm_t comm, int coll, size_t block_bytes, size_t total_bytes);
+/* Partial element size over user element size: what a reduction's partials cost on the wire. */
+static inline double wf_partial_scale(const wf_reduce_plan_t *plan)
+{
+    return (double)plan->partial_size / (double)plan->user_size;
+}
 
 /* Each check returns WEFT_SUCCESS or records a message naming `name` and the value on comm. */
 weft_result_t wf_check_comm(weft_comm_t comm, const char *name);

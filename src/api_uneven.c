@@ -72,11 +72,15 @@ static weft_result_t run_allgatherv(weft_comm_t comm, const wf_op_t *op)
         if (bytes[r] > 0 && offsets[r] + bytes[r] > total)
             total = offsets[r] + bytes[r];
     }
-    switch (wf_choose_algorithm(comm, COLL_ALLGATHER, largest, total)) {
-    case ALGO_LOCAL:
+    wf_group_t group = wf_group_all(comm);
+    switch (wf_select(comm, WF_COLL_ALLGATHER, total, largest, 1.0)) {
+    case WF_ALGO_LOCAL:
         break;
-    case ALGO_DIRECT:
+    case WF_ALGO_DIRECT:
         result = wf_allgather_direct(comm, op->recvbuf, bytes, offsets);
+        break;
+    case WF_ALGO_BRUCK:
+        result = wf_allgather_bruck(comm, &group, op->recvbuf, bytes, offsets);
         break;
     default:
         result = wf_ring_allgather(comm, op->recvbuf, total, bytes, offsets);
@@ -162,13 +166,17 @@ static weft_result_t run_reduce_scatterv(weft_comm_t comm, const wf_op_t *op)
     weft_result_t result = WEFT_SUCCESS;
     wf_coll_begin(comm, "reduce_scatterv", WF_SIGNATURE(WF_KIND_REDUCE_SCATTERV, total, op->datatype, op->reduce_op,
                                                         -1, wf_layout_hash(op->counts, NULL, n)));
-    switch (wf_choose_algorithm(comm, COLL_REDUCE_SCATTER, largest, total * size)) {
-    case ALGO_LOCAL:
+    wf_group_t group = wf_group_all(comm);
+    switch (wf_select(comm, WF_COLL_REDUCE_SCATTER, total * size, largest, wf_partial_scale(&op->plan))) {
+    case WF_ALGO_LOCAL:
         if (op->recvbuf != op->sendbuf)
             memcpy(op->recvbuf, op->sendbuf, counts[comm->rank] * size);
         break;
-    case ALGO_DIRECT:
+    case WF_ALGO_DIRECT:
         result = wf_reduce_scatter_direct(comm, op->sendbuf, op->recvbuf, counts, offsets, &op->plan);
+        break;
+    case WF_ALGO_RECURSIVE_HALVING:
+        result = wf_reduce_scatter_halving(comm, &group, op->sendbuf, op->recvbuf, counts, offsets, &op->plan);
         break;
     default:
         result = wf_ring_reduce_scatter(comm, op->sendbuf, op->recvbuf, counts, offsets, &op->plan);
@@ -223,12 +231,12 @@ static weft_result_t run_reduce(weft_comm_t comm, const wf_op_t *op)
     size_t bytes = op->count * op->plan.user_size;
     wf_coll_begin(comm, "reduce",
                   WF_SIGNATURE(WF_KIND_REDUCE, op->count, op->datatype, op->reduce_op, op->root, 0));
-    switch (wf_choose_algorithm(comm, COLL_REDUCE, bytes, bytes)) {
-    case ALGO_LOCAL:
+    switch (wf_select(comm, WF_COLL_REDUCE, bytes, bytes, wf_partial_scale(&op->plan))) {
+    case WF_ALGO_LOCAL:
         if (op->sendbuf != op->recvbuf)
             memcpy(op->recvbuf, op->sendbuf, bytes); /* one rank: every op is the identity */
         return WEFT_SUCCESS;
-    case ALGO_DIRECT:
+    case WF_ALGO_DIRECT:
         return wf_reduce_direct(comm, op->sendbuf, op->recvbuf, op->count, &op->plan, op->root);
     default:
         break;

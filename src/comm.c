@@ -26,6 +26,7 @@ typedef struct {
     uint64_t chunk_size;
     uint64_t eager_limit;
     uint64_t address_length;
+    uint64_t select_hash; /* of the parsed WEFT_ALGO and WEFT_TUNING_FILE */
     char provider[64];
     unsigned char address[WF_ADDRESS_MAX];
     wf_topo_summary_t topo;
@@ -198,6 +199,12 @@ static weft_result_t check_agreement(weft_comm_t comm, const wf_rank_info_t *all
                      "that rank's log", r, weft_result_string((weft_result_t)info->status));
             return WEFT_ERR_REMOTE;
         }
+        if (info->select_hash != first->select_hash) {
+            snprintf(comm->last_error, sizeof(comm->last_error),
+                     "ranks 0 and %d disagree on WEFT_ALGO or the contents of WEFT_TUNING_FILE, so they could "
+                     "choose different algorithms for the same call; set the same values on every rank", r);
+            return WEFT_ERR_INVALID_ARGUMENT;
+        }
         const char *differs = info->chunk_size != first->chunk_size           ? "WEFT_CHUNK_SIZE"
                               : info->eager_limit != first->eager_limit       ? "WEFT_EAGER_LIMIT"
                               : info->native_precision != first->native_precision ? "WEFT_REDUCE_PRECISION"
@@ -223,6 +230,9 @@ static weft_result_t apply_rank_info(weft_comm_t comm, const wf_rank_info_t *all
     comm->chunk_size = (size_t)all[0].chunk_size;
     comm->eager_limit = (size_t)all[0].eager_limit;
     comm->native_precision = all[0].native_precision;
+    for (int r = 0; r < comm->nranks; r++)
+        if (comm->nodes.local_size[r] > comm->max_ranks_per_node)
+            comm->max_ranks_per_node = comm->nodes.local_size[r];
     comm->summaries = calloc((unsigned)comm->nranks, sizeof(*comm->summaries));
     unsigned char *addresses = calloc((unsigned)comm->nranks, WF_ADDRESS_MAX);
     if (comm->summaries == NULL || addresses == NULL) {
@@ -281,6 +291,9 @@ static weft_result_t setup_transport(weft_comm_t comm)
     if (result == WEFT_SUCCESS) {
         if (mine.status == WEFT_SUCCESS)
             mine.status = open_transport(comm, &mine, comm->nodes.nnodes == 1);
+        if (mine.status == WEFT_SUCCESS)
+            mine.status = wf_select_init(comm);
+        mine.select_hash = comm->select_hash;
         result = bootstrap_allgather(comm, &mine, all, sizeof(mine));
     }
     if (result == WEFT_SUCCESS)
@@ -351,6 +364,10 @@ static void comm_free(weft_comm_t comm)
         wf_mismatch_fini(comm);
         if (comm->eager_registered)
             comm->ops->mr_deregister(comm->transport, &comm->eager_mr);
+        if (comm->scratch != NULL)
+            comm->ops->mr_deregister(comm->transport, &comm->scratch_mr);
+        if (comm->step_stage != NULL)
+            comm->ops->mr_deregister(comm->transport, &comm->step_stage_mr);
         if (comm->control != NULL)
             comm->ops->mr_deregister(comm->transport, &comm->control_mr);
         if (comm->mr_cache != NULL)
@@ -360,6 +377,9 @@ static void comm_free(weft_comm_t comm)
     /* Memory that peers write into is freed only now: after a failure a write may be in flight until the endpoint closes. */
     wf_stream_free(comm);
     free(comm->eager_buffer);
+    free(comm->scratch);
+    free(comm->failed_scratch);
+    free(comm->step_stage);
     free(comm->sig_in); /* sig_out is in the same block */
     free(comm->report_xfers);
     free(comm->pack_buffer);

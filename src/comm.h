@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "bootstrap/bootstrap.h"
+#include "coll/select.h"
 #include "executor.h"
 #include "mismatch.h"
 #include "status.h"
@@ -38,7 +39,9 @@ enum {
     WF_TAG_BARRIER = 4,
     WF_TAG_SIG = 5,    /* to the left neighbour: signature header, then any data for that neighbour */
     WF_TAG_ABORT = 6,  /* a mismatch report to every rank (sequence 0, any sender) */
-    WF_TAG_PULL = 7    /* pull algorithms: buffer descriptors and "done reading" (sub-index = phase) */
+    WF_TAG_STEP = 7,   /* eager payload of a group algorithm's step (src/coll/group.h) */
+    WF_TAG_STEP_DESC = 8, /* a receiver's descriptor for a group algorithm's RDMA step */
+    WF_TAG_PULL = 9    /* pull algorithms: buffer descriptors and "done reading" (sub-index = phase) */
 };
 
 #define WF_TAG_SENDER_MASK 0xfffffull /* the sender field of a tag */
@@ -69,6 +72,13 @@ typedef struct {
     uint32_t reserved;
 } wf_remote_buffer_t;
 
+/* What a receiver sends the rank that RDMA-writes one step of a group algorithm into it. */
+typedef struct {
+    wf_signature_t sig;        /* the receiver's: the writer compares it with its own before writing */
+    wf_remote_buffer_t buffer; /* where to write, and the arrival counter to raise */
+    uint64_t bytes;            /* length the receiver expects */
+} wf_step_descriptor_t;
+
 /*
  * Small registered buffers for control messages, so they need no registration per call on
  * providers that require local descriptors (FI_MR_LOCAL).
@@ -82,6 +92,8 @@ typedef struct {
     uint8_t barrier_in;
     wf_report_t report_in;  /* a mismatch report from another rank */
     wf_report_t report_out; /* this rank's report, sent to every other rank */
+    wf_step_descriptor_t step_out; /* descriptor of this rank's receive buffer in a group step */
+    wf_step_descriptor_t step_in;  /* descriptor of the buffer this rank writes into in a group step */
 } wf_control_t;
 
 /* One incoming stream slot after its data arrived. */
@@ -143,7 +155,12 @@ struct weft_comm {
     struct timespec deadline;
     unsigned idle_polls;
     unsigned spin_polls;  /* idle polls before a wait starts yielding the core (set by wf_comm_set_spin) */
-    unsigned tune_logged; /* (collective, algorithm) pairs already logged under TUNE */
+    /* Algorithm selection (src/coll/select.h), set up at init and agreed by every rank. */
+    wf_select_config_t select;
+    wf_transport_class_t transport_class; /* which column of model parameters applies */
+    uint64_t select_hash;                 /* of select, compared across ranks at init */
+    int max_ranks_per_node;
+    uint16_t tune_logged[WF_COLL_COUNT][65]; /* algorithms logged per collective and size class */
 
     volatile uint32_t *arrivals; /* WF_TOKENS counters raised by token writes */
     uint32_t next_token;
@@ -176,6 +193,15 @@ struct weft_comm {
 
     void *pack_buffer; /* weft_allreduce_multi's pack, kept so its registration is reused */
     size_t pack_buffer_size;
+
+    /* Registered scratch of the group algorithms (src/coll/group.h), kept up to 16 chunks. */
+    void *scratch;
+    size_t scratch_size;
+    wf_mr_t scratch_mr;
+    void *failed_scratch; /* a per-call scratch buffer of a failed collective, freed at destroy */
+    char *step_stage;     /* eager messages of group steps, signature first: one out, one in */
+    size_t step_stage_half;
+    wf_mr_t step_stage_mr;
 
     void *eager_buffer; /* receive area of the direct algorithms */
     size_t eager_buffer_size;

@@ -273,25 +273,12 @@ static weft_result_t report_mismatch(weft_comm_t comm, const char *format, ...)
     return comm->failure;
 }
 
-/* Compare the right neighbour's signature, which has arrived, with this rank's. */
-static weft_result_t check_signature(weft_comm_t comm)
+/* Compare peer's signature (readable: magic checked) with this rank's, and report a difference. */
+static weft_result_t compare_signature(weft_comm_t comm, int peer, const wf_signature_t *theirs)
 {
-    wf_xfer_t *xfer = &comm->sig_in_xfer;
-    int right = wf_right(comm);
-    comm->sig_waiting = 0;
-    if (xfer->status != 0)
-        return wf_comm_fail(comm, WEFT_ERR_TRANSPORT, "%s (call %u) on rank %d: receiving the signature of rank %d "
-                            "failed: %s", comm->coll_name, comm->seq, comm->rank, right,
-                            comm->ops->error_string(comm->transport));
-    const wf_signature_t *theirs = (const wf_signature_t *)comm->sig_in, *mine = &comm->sig;
-    if (xfer->length < HEADER || theirs->magic != WF_SIG_MAGIC)
-        return report_mismatch(comm, "%s (call %u) on rank %d: rank %d sent a signature of %zu bytes that this rank "
-                               "cannot read; every rank must run the same weft version", comm->coll_name, comm->seq,
-                               comm->rank, right, xfer->length);
-    if (memcmp(theirs, mine, HEADER) == 0) {
-        comm->sig_checked = 1;
+    const wf_signature_t *mine = &comm->sig;
+    if (memcmp(theirs, mine, HEADER) == 0)
         return WEFT_SUCCESS;
-    }
 
     char their_text[128], my_text[128];
     describe(theirs, their_text, sizeof(their_text));
@@ -302,8 +289,40 @@ static weft_result_t check_signature(weft_comm_t comm)
         hint = " (the same total, but different recvcounts or displs)";
     return report_mismatch(comm, "%s (call %u) on rank %d: rank %d called %s%s, but rank %d called %s%s%s; every "
                            "rank must call the same collectives in the same order with the same count, datatype, op "
-                           "and root", comm->coll_name, comm->seq, comm->rank, right, kind_name(theirs->kind),
+                           "and root", comm->coll_name, comm->seq, comm->rank, peer, kind_name(theirs->kind),
                            their_text, comm->rank, kind_name(mine->kind), my_text, hint);
+}
+
+/* Compare the right neighbour's signature, which has arrived, with this rank's. */
+static weft_result_t check_signature(weft_comm_t comm)
+{
+    wf_xfer_t *xfer = &comm->sig_in_xfer;
+    int right = wf_right(comm);
+    comm->sig_waiting = 0;
+    if (xfer->status != 0)
+        return wf_comm_fail(comm, WEFT_ERR_TRANSPORT, "%s (call %u) on rank %d: receiving the signature of rank %d "
+                            "failed: %s", comm->coll_name, comm->seq, comm->rank, right,
+                            comm->ops->error_string(comm->transport));
+    const wf_signature_t *theirs = (const wf_signature_t *)comm->sig_in;
+    if (xfer->length < HEADER || theirs->magic != WF_SIG_MAGIC)
+        return report_mismatch(comm, "%s (call %u) on rank %d: rank %d sent a signature of %zu bytes that this rank "
+                               "cannot read; every rank must run the same weft version", comm->coll_name, comm->seq,
+                               comm->rank, right, xfer->length);
+    weft_result_t result = compare_signature(comm, right, theirs);
+    if (result == WEFT_SUCCESS)
+        comm->sig_checked = 1;
+    return result;
+}
+
+weft_result_t wf_sig_check_peer(weft_comm_t comm, int peer, const wf_signature_t *theirs)
+{
+    if (comm->failure != WEFT_SUCCESS)
+        return comm->failure;
+    if (theirs->magic != WF_SIG_MAGIC)
+        return report_mismatch(comm, "%s (call %u) on rank %d: rank %d sent a buffer descriptor whose signature this "
+                               "rank cannot read; every rank must run the same weft version", comm->coll_name,
+                               comm->seq, comm->rank, peer);
+    return compare_signature(comm, peer, theirs);
 }
 
 weft_result_t wf_mismatch_report_received(weft_comm_t comm)

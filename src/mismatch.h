@@ -78,6 +78,13 @@ weft_result_t wf_sig_send(weft_comm_t comm, const void *data, size_t bytes, size
  */
 weft_result_t wf_sig_wait(weft_comm_t comm);
 
+/*
+ * Compare the signature that peer sent with a buffer descriptor or a message with this rank's,
+ * before writing into that peer's memory or using its data. A difference fails comm with
+ * WEFT_ERR_MISMATCH and is reported to every rank. Returns WEFT_SUCCESS when they match.
+ */
+weft_result_t wf_sig_check_peer(weft_comm_t comm, int peer, const wf_signature_t *theirs);
+
 /* The end of every algorithm: result, after wf_sig_wait when result is a success. */
 weft_result_t wf_sig_finish(weft_comm_t comm, weft_result_t result);
 

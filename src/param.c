@@ -95,6 +95,12 @@ static const wf_param_def_t param_defs[WF_PARAM_COUNT] = {
                                  "Names the files, PATH.json and PATH.xml, where the first rank of each node "
                                  "writes the rank map and its node's hwloc topology, with %h, %p and %r replaced "
                                  "by host name, process id and rank (empty: no dump)."},
+    [WF_PARAM_ALGO] = {"WEFT_ALGO", WF_PARAM_TYPE_STRING, "", NULL, 0, WF_PARAM_TEXT_MAX, 0,
+                       "Restricts the algorithms of each collective, as in allreduce:rabenseifner,ring;"
+                       "allgather:bruck, with a leading ^ to exclude (empty: every algorithm)."},
+    [WF_PARAM_TUNING_FILE] = {"WEFT_TUNING_FILE", WF_PARAM_TYPE_STRING, "", NULL, 0, WF_PARAM_TEXT_MAX, 0,
+                              "Names a file of cost-model parameters and size ranges that fix the algorithm "
+                              "choice (empty: built-in model only)."},
 };
 
 typedef struct {

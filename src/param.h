@@ -36,6 +36,8 @@ typedef enum {
     WF_PARAM_PROGRESS_THREAD,  /* int 0 or 1 */
     WF_PARAM_IB_HCA,           /* string in NCCL_IB_HCA syntax, parsed by topo/nic_select.c */
     WF_PARAM_TOPO_DUMP_FILE,   /* string: path pattern, empty = no dump */
+    WF_PARAM_ALGO,             /* string, parsed at communicator init by src/coll/select_parse.c */
+    WF_PARAM_TUNING_FILE,      /* string: path of the tuning file, empty = none */
     WF_PARAM_COUNT
 } wf_param_id_t;
 

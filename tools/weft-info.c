@@ -9,8 +9,10 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "info_explain.h"
 #include "info_topo.h"
 #include "log.h"
 #include "param.h"
@@ -20,13 +22,26 @@ static void print_usage(FILE *out)
 {
     fprintf(out,
             "Usage: weft-info [--params | --topo]\n"
+            "       weft-info --explain COLLECTIVE SIZE [-n RANKS] [--nodes N] [--transport shm|net]\n"
+            "                 [--datatype TYPE] [--op OP]\n"
             "Print the weft version, every WEFT_* parameter (value, source, description), the\n"
-            "libfabric providers weft can open, and the topology of this process.\n"
+            "libfabric providers weft can open, and the topology of this process. With --explain,\n"
+            "print the cost model's estimate of every algorithm of one call and the algorithm weft\n"
+            "would choose, with WEFT_ALGO and WEFT_TUNING_FILE applied, without starting a job.\n"
             "\n"
-            "  --params    print only the parameter table\n"
-            "  --topo      print only the topology: node identity, cores, NUMA nodes, caches, network\n"
-            "              devices with their locality, and the NIC ports WEFT_IB_HCA leads to\n"
-            "  -h, --help  print this help\n");
+            "  --params          print only the parameter table\n"
+            "  --topo            print only the topology: node identity, cores, NUMA nodes, caches,\n"
+            "                    network devices with their locality, and the NIC ports WEFT_IB_HCA\n"
+            "                    leads to\n"
+            "  --explain         explain the choice for COLLECTIVE (allreduce, allgather,\n"
+            "                    reduce_scatter, broadcast, reduce, barrier) of SIZE bytes as\n"
+            "                    nccl-tests counts them (K, M, G suffixes allowed)\n"
+            "  -n, --ranks N     ranks of the communicator (default 8)\n"
+            "  --nodes N         nodes they are spread over (default 1)\n"
+            "  --transport T     model parameters of shm or net (default: shm on one node)\n"
+            "  --datatype TYPE   element type, e.g. float16 (default float32)\n"
+            "  --op OP           sum, prod, min, max or avg (default sum)\n"
+            "  -h, --help        print this help\n");
 }
 
 /* The value as weft-info shows it: secrets only as set or unset, sizes also in bytes. */
@@ -90,14 +105,20 @@ int main(int argc, char **argv)
     static const struct option options[] = {
         {"help", no_argument, NULL, 'h'},
         {"params", no_argument, NULL, 'p'},
-        {"topo", no_argument, NULL, 't'},
+        {"topo", no_argument, NULL, 'T'},
+        {"explain", no_argument, NULL, 'e'},
+        {"ranks", required_argument, NULL, 'n'},
+        {"nodes", required_argument, NULL, 'N'},
+        {"transport", required_argument, NULL, 't'},
+        {"datatype", required_argument, NULL, 'd'},
+        {"op", required_argument, NULL, 'o'},
         {NULL, 0, NULL, 0},
     };
-    int params_only = 0;
-    int topo_only = 0;
+    wf_explain_request_t explain = {NULL, NULL, "float32", "sum", NULL, 8, 1};
+    int params_only = 0, topo_only = 0, explain_mode = 0;
     int option;
 
-    while ((option = getopt_long(argc, argv, "h", options, NULL)) != -1) {
+    while ((option = getopt_long(argc, argv, "hn:", options, NULL)) != -1) {
         switch (option) {
         case 'h':
             print_usage(stdout);
@@ -105,20 +126,49 @@ int main(int argc, char **argv)
         case 'p':
             params_only = 1;
             break;
-        case 't':
+        case 'T':
             topo_only = 1;
+            break;
+        case 'e':
+            explain_mode = 1;
+            break;
+        case 'n':
+        case 'N': {
+            char *end = NULL;
+            long value = strtol(optarg, &end, 10);
+            if (*optarg == '\0' || *end != '\0' || value < 1 || value > (1 << 20)) {
+                fprintf(stderr, "weft-info: %s '%s' is not a count from 1 to 1048576\n",
+                        option == 'n' ? "--ranks" : "--nodes", optarg);
+                return 2;
+            }
+            *(option == 'n' ? &explain.nranks : &explain.nnodes) = (int)value;
+            break;
+        }
+        case 't':
+            explain.transport = optarg;
+            break;
+        case 'd':
+            explain.datatype = optarg;
+            break;
+        case 'o':
+            explain.op = optarg;
             break;
         default:
             print_usage(stderr);
             return 2;
         }
     }
-    if (params_only && topo_only) {
-        fprintf(stderr, "weft-info: use --params or --topo, not both\n");
+    if (params_only + topo_only + explain_mode > 1) {
+        fprintf(stderr, "weft-info: use one of --params, --topo and --explain\n");
         print_usage(stderr);
         return 2;
     }
-    if (optind < argc) {
+    if (explain_mode && argc - optind != 2) {
+        fprintf(stderr, "weft-info: --explain needs COLLECTIVE and SIZE, as in --explain allreduce 1M\n");
+        print_usage(stderr);
+        return 2;
+    }
+    if (!explain_mode && optind < argc) {
         fprintf(stderr, "weft-info: unexpected argument %s\n", argv[optind]);
         print_usage(stderr);
         return 2;
@@ -133,6 +183,11 @@ int main(int argc, char **argv)
 
     if (topo_only)
         return info_print_topology();
+    if (explain_mode) {
+        explain.coll = argv[optind];
+        explain.size = argv[optind + 1];
+        return wf_explain(&explain);
+    }
     if (!params_only)
         printf("weft %s\n\nParameters:\n", WEFT_VERSION_STRING);
     print_params();

@@ -70,6 +70,18 @@ weft_result_t wf_exchange_buffers(weft_comm_t comm, int writer, const wf_remote_
 /* Grow the communicator's eager receive area to at least bytes, registered when needed. */
 weft_result_t wf_eager_buffer(weft_comm_t comm, size_t bytes, void **buffer, void **desc);
 
+/*
+ * Parse WEFT_ALGO and WEFT_TUNING_FILE into comm->select and log the result under TUNE. On an
+ * invalid value returns WEFT_ERR_INVALID_ARGUMENT with the message in comm->last_error.
+ */
+weft_result_t wf_select_init(weft_comm_t comm);
+
+/*
+ * Choose the algorithm for one call (select.h defines bytes and block_bytes), WF_ALGO_LOCAL on one
+ * rank. Logs the first use of each algorithm per collective and size class at INFO under TUNE.
+ */
+wf_algo_t wf_select(weft_comm_t comm, wf_coll_t coll, uint64_t bytes, uint64_t block_bytes, double partial_scale);
+
 /* Ring neighbours. */
 static inline int wf_right(const weft_comm_t comm) { return (comm->rank + 1) % comm->nranks; }
 static inline int wf_left(const weft_comm_t comm) { return (comm->rank + comm->nranks - 1) % comm->nranks; }
@@ -128,6 +140,46 @@ weft_result_t wf_allreduce_pull(weft_comm_t comm, const void *sendbuf, void *rec
                                 const wf_reduce_plan_t *plan);
 weft_result_t wf_chain_broadcast(weft_comm_t comm, void *buf, size_t bytes, int root);
 weft_result_t wf_dissemination_barrier(weft_comm_t comm);
+
+/*
+ * Group algorithms run on a list of participating comm ranks, so that they can later run inside a
+ * node or across node leaders. Every comm rank of the collective still calls wf_sig_send first
+ * and returns through wf_sig_finish. Per-member tables (counts, offsets, bytes) are indexed by
+ * member, not by comm rank.
+ */
+typedef struct {
+    int n;             /* members */
+    int me;            /* this rank's member index */
+    const int *ranks;  /* comm rank of each member, or NULL when member i is comm rank i */
+} wf_group_t;
+
+/* The group of every rank of comm, in rank order. */
+static inline wf_group_t wf_group_all(const weft_comm_t comm)
+{
+    return (wf_group_t){comm->nranks, comm->rank, NULL};
+}
+
+/*
+ * All-reduce by recursive doubling (for small vectors): log2(p) exchanges of the whole vector,
+ * with the members beyond the largest power of two p folded into partners first.
+ */
+weft_result_t wf_allreduce_recursive_doubling(weft_comm_t comm, const wf_group_t *group, const void *sendbuf,
+                                              void *recvbuf, size_t count, const wf_reduce_plan_t *plan);
+/* All-reduce by Rabenseifner's method: recursive-halving reduce-scatter, recursive-doubling all-gather. */
+weft_result_t wf_allreduce_rabenseifner(weft_comm_t comm, const wf_group_t *group, const void *sendbuf,
+                                        void *recvbuf, size_t count, const wf_reduce_plan_t *plan);
+/*
+ * Reduce-scatter by recursive halving. counts and offsets (elements, one per member) must lay the
+ * blocks out back to back in member order, as weft_reduce_scatter and weft_reduce_scatterv do.
+ */
+weft_result_t wf_reduce_scatter_halving(weft_comm_t comm, const wf_group_t *group, const void *sendbuf,
+                                        void *recvbuf, const size_t *counts, const size_t *offsets,
+                                        const wf_reduce_plan_t *plan);
+/* All-gather by Bruck's method in ceil(log2 n) steps, with blocks (bytes, offsets in recvbuf) per member. */
+weft_result_t wf_allgather_bruck(weft_comm_t comm, const wf_group_t *group, void *recvbuf, const size_t *bytes,
+                                 const size_t *offsets);
+/* Broadcast down a binomial tree rooted at member root, in ceil(log2 n) steps, straight into buf. */
+weft_result_t wf_broadcast_binomial(weft_comm_t comm, const wf_group_t *group, void *buf, size_t bytes, int root);
 
 /*
  * Ring stream setup and teardown, called at communicator creation and destruction. fini

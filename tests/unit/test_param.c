@@ -70,7 +70,7 @@ static void test_table_order_and_help(void **state)
         "WEFT_RANK",          "WEFT_SIZE",         "WEFT_JOB_KEY",     "WEFT_HOSTID",
         "WEFT_CHUNK_SIZE",    "WEFT_EAGER_LIMIT",  "WEFT_REDUCE_PRECISION", "WEFT_TIMEOUT",
         "WEFT_MR_CACHE_SIZE", "WEFT_MR_CACHE_MONITOR", "WEFT_PROGRESS_THREAD", "WEFT_IB_HCA",
-        "WEFT_TOPO_DUMP_FILE",
+        "WEFT_TOPO_DUMP_FILE", "WEFT_ALGO",        "WEFT_TUNING_FILE",
     };
 
     for (int id = 0; id < WF_PARAM_COUNT; id++) {
@@ -119,6 +119,8 @@ static void test_defaults(void **state)
     assert_int_equal(wf_param_enum(WF_PARAM_MR_CACHE_MONITOR), 0);
     assert_string_equal(wf_param_str(WF_PARAM_IB_HCA), "");
     assert_string_equal(wf_param_str(WF_PARAM_TOPO_DUMP_FILE), "");
+    assert_string_equal(wf_param_str(WF_PARAM_ALGO), "");
+    assert_string_equal(wf_param_str(WF_PARAM_TUNING_FILE), "");
 }
 
 static void expect_number(wf_param_id_t id, const char *text, int64_t expected)

@@ -1,0 +1,260 @@
+/*
+ * The cost model: per algorithm, an estimate of one call's time from its size and rank count,
+ *
+ *   time = steps * alpha + messages * overhead + moved * beta + local * gamma
+ *
+ * with these counts:
+ * - steps: latencies on the critical path. A step above WEFT_EAGER_LIMIT counts twice, for the
+ *   receiver's descriptor and then the RDMA write;
+ * - messages: the further messages a rank posts within one step (the direct algorithms post n - 1);
+ * - moved: the bytes a rank sends or receives on the critical path;
+ * - local: the bytes it reduces or copies.
+ * The ring and the chain cut data into k chunks of WEFT_CHUNK_SIZE and overlap the transfer of one
+ * chunk with local work on another, so for them max(transfer, local) + min(transfer, local) / k
+ * counts instead of the sum. Partials wider than the element type (float16 sums in float32) scale
+ * the bytes of the reducing phases by partial_scale.
+ *
+ * The formulas count what src/coll/ does, and docs/algorithms.md tabulates them. They are
+ * estimates for ranking algorithms, not predictions of absolute time.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "select.h"
+
+static const char *const param_names[WF_MODEL_PARAM_COUNT] = {"alpha_us", "overhead_us", "beta_ns_per_byte",
+                                                                "gamma_ns_per_byte"};
+
+/*
+ * Defaults, rough fits to weft-bench runs of 2 ranks on one shared 2-core machine (docs/tuning.md
+ * gives the method and the numbers): the shm provider of libfabric 1.17, and tcp;ofi_rxm over
+ * loopback for every other provider. NOTE: overhead_us was not measurable there (more than two
+ * ranks oversubscribe the cores), so it is an estimate.
+ */
+static const wf_model_params_t default_params[WF_TRANSPORT_CLASS_COUNT] = {
+    [WF_TRANSPORT_CLASS_SHM] = {2.0, 0.3, 0.4, 0.2},
+    [WF_TRANSPORT_CLASS_NET] = {15.0, 2.0, 2.0, 0.2},
+};
+
+const char *wf_model_param_name(int i)
+{
+    return i >= 0 && i < WF_MODEL_PARAM_COUNT ? param_names[i] : NULL;
+}
+
+double *wf_model_param_field(wf_model_params_t *params, int i)
+{
+    switch (i) {
+    case 0: return &params->alpha_us;
+    case 1: return &params->overhead_us;
+    case 2: return &params->beta_ns_per_byte;
+    case 3: return &params->gamma_ns_per_byte;
+    default: return NULL;
+    }
+}
+
+wf_model_params_t wf_model_defaults(wf_transport_class_t transport)
+{
+    return default_params[transport];
+}
+
+/* Latencies of one message: one eager message, or a descriptor and an RDMA write. */
+static double message_steps(const wf_model_input_t *in, double bytes)
+{
+    return bytes > (double)in->eager_limit ? 2.0 : 1.0;
+}
+
+static int ceil_log2(int n)
+{
+    int steps = 0;
+    while ((1 << steps) < n)
+        steps++;
+    return steps;
+}
+
+static int floor_log2(int n)
+{
+    int steps = 0;
+    while ((2 << steps) <= n)
+        steps++;
+    return steps;
+}
+
+/* Ring stream chunks of one block of bytes: each is a message of its own. */
+static double chunks(const wf_model_input_t *in, double bytes)
+{
+    double chunk = in->chunk_size > 0 ? (double)in->chunk_size : 1.0;
+    double count = ceil(bytes / chunk);
+    return count > 1.0 ? count : 1.0;
+}
+
+/* Steps of log2(p) halving (or doubling) exchanges starting at bytes / 2. */
+static double halving_steps(const wf_model_input_t *in, int log_p, double bytes)
+{
+    double steps = 0.0;
+    for (int k = 1; k <= log_p; k++)
+        steps += message_steps(in, bytes / (double)(1 << k));
+    return steps;
+}
+
+static void direct(const wf_model_input_t *in, wf_estimate_t *e, double block, double senders)
+{
+    int n = in->nranks;
+    if (in->block_bytes > in->eager_limit) {
+        e->eligible = 0;
+        e->reason = "blocks above WEFT_EAGER_LIMIT";
+    } else if (n > WF_DIRECT_MAX_RANKS) {
+        e->eligible = 0;
+        e->reason = "more than 64 ranks";
+    }
+    e->steps = 1.0;
+    e->messages = senders * (n - 1) - (senders > 1.0 ? 2.0 : 1.0);
+    e->messages = e->messages > 0.0 ? e->messages : 0.0;
+    e->moved = (double)(n - 1) * block;
+}
+
+static void allreduce(const wf_model_input_t *in, wf_algo_t algo, wf_estimate_t *e)
+{
+    int n = in->nranks, log_p = floor_log2(n), p = 1 << log_p, folded = n > p;
+    double m = (double)in->bytes, s = in->partial_scale, share = (double)(n - 1) / n;
+
+    switch (algo) {
+    case WF_ALGO_DIRECT:
+        direct(in, e, m, 2.0);
+        e->local = n * m * s;
+        break;
+    case WF_ALGO_RING: /* the neighbour's signature before the first write, the all-gather's descriptors */
+        e->steps = 2.0 * (n - 1) + 2.0;
+        e->messages = 2.0 * (n - 1) * (chunks(in, m * s / n) - 1.0);
+        e->moved = share * m * (s + 1.0);
+        e->local = share * m * s;
+        e->chunks = chunks(in, m * s / n);
+        break;
+    case WF_ALGO_RECURSIVE_DOUBLING:
+        e->steps = log_p * message_steps(in, m * s) + (folded ? 2.0 * message_steps(in, m) : 0.0);
+        e->moved = log_p * m * s + (folded ? 2.0 * m : 0.0);
+        e->local = (log_p + 1) * m * s + (folded ? m * s + m : 0.0);
+        break;
+    case WF_ALGO_RABENSEIFNER:
+        e->steps = halving_steps(in, log_p, m * s) + halving_steps(in, log_p, m) +
+                   (folded ? 2.0 * message_steps(in, m) : 0.0);
+        e->moved = (double)(p - 1) / p * m * (s + 1.0) + (folded ? 2.0 * m : 0.0);
+        e->local = (double)(p - 1) / p * m * s + m + (folded ? m * s : 0.0);
+        break;
+    default:
+        break;
+    }
+}
+
+static void allgather(const wf_model_input_t *in, wf_algo_t algo, wf_estimate_t *e)
+{
+    int n = in->nranks;
+    double m = (double)in->bytes, block = m / n;
+
+    switch (algo) {
+    case WF_ALGO_DIRECT:
+        direct(in, e, block, 2.0);
+        break;
+    case WF_ALGO_RING: /* the descriptor exchange, then n - 1 steps */
+        e->steps = (double)(n - 1) + 1.0;
+        e->moved = (double)(n - 1) * block;
+        break;
+    case WF_ALGO_BRUCK:
+        for (int distance = 1; distance < n; distance *= 2) {
+            int blocks = distance < n - distance ? distance : n - distance;
+            e->steps += message_steps(in, blocks * block);
+        }
+        e->moved = (double)(n - 1) * block;
+        e->local = 2.0 * m;
+        break;
+    default:
+        break;
+    }
+}
+
+static void reduce_scatter(const wf_model_input_t *in, wf_algo_t algo, wf_estimate_t *e)
+{
+    int n = in->nranks, log_p = floor_log2(n), p = 1 << log_p, folded = n > p;
+    double m = (double)in->bytes, s = in->partial_scale, block = m / n;
+
+    switch (algo) {
+    case WF_ALGO_DIRECT:
+        direct(in, e, block, 2.0);
+        e->local = n * block * s;
+        break;
+    case WF_ALGO_RING: /* the neighbour's signature, then n - 1 steps */
+        e->steps = (double)(n - 1) + 1.0;
+        e->messages = 2.0 * (n - 1) * (chunks(in, block * s) - 1.0);
+        e->moved = (double)(n - 1) * block * s;
+        e->local = (double)(n - 1) * block * s;
+        e->chunks = chunks(in, block * s);
+        break;
+    case WF_ALGO_RECURSIVE_HALVING:
+        e->steps = halving_steps(in, log_p, m * s) + (folded ? message_steps(in, m) + message_steps(in, block) : 0.0);
+        e->moved = (double)(p - 1) / p * m * s + (folded ? m + block : 0.0);
+        e->local = m * s + (double)(p - 1) / p * m * s + (folded ? m * s : 0.0);
+        break;
+    default:
+        break;
+    }
+}
+
+static void rooted(const wf_model_input_t *in, wf_algo_t algo, wf_estimate_t *e)
+{
+    int n = in->nranks;
+    double m = (double)in->bytes, s = in->partial_scale, share = (double)(n - 1) / n;
+    double chunk = in->chunk_size > 0 ? (double)in->chunk_size : m;
+
+    switch (algo) {
+    case WF_ALGO_DIRECT: /* the root sends (broadcast) or receives (reduce) n - 1 messages in turn */
+        direct(in, e, m, 1.0);
+        e->local = in->coll == WF_COLL_REDUCE ? n * m * s : 0.0;
+        break;
+    case WF_ALGO_BINOMIAL:
+        e->steps = ceil_log2(n) * message_steps(in, m);
+        e->moved = ceil_log2(n) * m;
+        break;
+    case WF_ALGO_CHAIN:
+        e->steps = (double)(n - 1) + (chunks(in, m) - 1.0) + 1.0;
+        e->moved = m + (n - 2) * (m < chunk ? m : chunk);
+        e->chunks = chunks(in, m);
+        break;
+    case WF_ALGO_RING: /* reduce: the signature, a ring reduce-scatter, then the blocks to the root */
+        e->steps = (double)(n - 1) + 2.0;
+        e->messages = 2.0 * (n - 1) * (chunks(in, m * s / n) - 1.0) + (n - 2);
+        e->moved = share * m * s + share * m;
+        e->local = share * m * s;
+        e->chunks = chunks(in, m * s / n);
+        break;
+    default:
+        break;
+    }
+}
+
+void wf_model_estimate(const wf_model_input_t *input, const wf_model_params_t *params, wf_algo_t algo,
+                       wf_estimate_t *estimate)
+{
+    memset(estimate, 0, sizeof(*estimate));
+    estimate->eligible = 1;
+    estimate->chunks = 1.0;
+    if (input->nranks < 2)
+        return; /* one rank copies locally whatever the algorithm */
+
+    switch (input->coll) {
+    case WF_COLL_ALLREDUCE: allreduce(input, algo, estimate); break;
+    case WF_COLL_ALLGATHER: allgather(input, algo, estimate); break;
+    case WF_COLL_REDUCE_SCATTER: reduce_scatter(input, algo, estimate); break;
+    case WF_COLL_BROADCAST:
+    case WF_COLL_REDUCE: rooted(input, algo, estimate); break;
+    case WF_COLL_BARRIER:
+        estimate->steps = (double)ceil_log2(input->nranks);
+        break;
+    default:
+        break;
+    }
+
+    double transfer = estimate->moved * params->beta_ns_per_byte / 1000.0;
+    double local = estimate->local * params->gamma_ns_per_byte / 1000.0;
+    double longer = transfer > local ? transfer : local, shorter = transfer > local ? local : transfer;
+    double data = longer + shorter / estimate->chunks;
+    estimate->time_us = estimate->steps * params->alpha_us + estimate->messages * params->overhead_us + data;
+}
