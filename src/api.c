@@ -122,6 +122,8 @@ weft_result_t wf_allreduce_checked(weft_comm_t comm, const void *sendbuf, void *
         return wf_allreduce_recursive_doubling(comm, &group, sendbuf, recvbuf, count, plan);
     case WF_ALGO_RABENSEIFNER:
         return wf_allreduce_rabenseifner(comm, &group, sendbuf, recvbuf, count, plan);
+    case WF_ALGO_PULL:
+        return wf_allreduce_pull(comm, sendbuf, recvbuf, count, plan);
     default:
         break;
     }
@@ -305,6 +307,8 @@ static weft_result_t run_reduce_scatter(weft_comm_t comm, const wf_op_t *op)
         result = wf_reduce_scatter_direct(comm, op->sendbuf, op->recvbuf, counts, offsets, &op->plan);
     else if (algo == WF_ALGO_RECURSIVE_HALVING)
         result = wf_reduce_scatter_halving(comm, &group, op->sendbuf, op->recvbuf, counts, offsets, &op->plan);
+    else if (algo == WF_ALGO_PULL)
+        result = wf_reduce_scatter_pull(comm, op->sendbuf, op->recvbuf, counts, offsets, &op->plan);
     else
         result = wf_ring_reduce_scatter(comm, op->sendbuf, op->recvbuf, counts, offsets, &op->plan);
     free(counts);

@@ -178,6 +178,9 @@ static weft_result_t run_reduce_scatterv(weft_comm_t comm, const wf_op_t *op)
     case WF_ALGO_RECURSIVE_HALVING:
         result = wf_reduce_scatter_halving(comm, &group, op->sendbuf, op->recvbuf, counts, offsets, &op->plan);
         break;
+    case WF_ALGO_PULL:
+        result = wf_reduce_scatter_pull(comm, op->sendbuf, op->recvbuf, counts, offsets, &op->plan);
+        break;
     default:
         result = wf_ring_reduce_scatter(comm, op->sendbuf, op->recvbuf, counts, offsets, &op->plan);
         break;

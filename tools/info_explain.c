@@ -103,6 +103,7 @@ static int build_input(const wf_explain_request_t *request, wf_model_input_t *in
                                 request->nnodes,
                                 (request->nranks + request->nnodes - 1) / request->nnodes,
                                 reduces ? (double)plan.partial_size / (double)plan.user_size : 1.0,
+                                1, /* every transport weft opens today can read remote memory */
                                 (uint64_t)wf_param_int(WF_PARAM_EAGER_LIMIT),
                                 (uint64_t)wf_param_int(WF_PARAM_CHUNK_SIZE)};
     return 0;

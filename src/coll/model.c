@@ -112,6 +112,26 @@ static void direct(const wf_model_input_t *in, wf_estimate_t *e, double block, d
     e->moved = (double)(n - 1) * block;
 }
 
+/*
+ * Pull: the descriptor exchange, reads pipelined in chunks of raw user data (no partial scale),
+ * and a "done reading" message to every peer; the all-reduce adds the reads of the reduced blocks
+ * and a second round of messages.
+ */
+static void pull(const wf_model_input_t *in, wf_estimate_t *e, double block, int gather)
+{
+    int n = in->nranks;
+    if (!in->can_read) {
+        e->eligible = 0;
+        e->reason = "the transport cannot read remote memory";
+    }
+    e->steps = gather ? 5.0 : 3.0;
+    e->messages = (gather ? 3.0 : 2.0) * (n - 1) - e->steps;
+    e->messages = e->messages > 0.0 ? e->messages : 0.0;
+    e->moved = (double)(n - 1) * block * (gather ? 2.0 : 1.0);
+    e->local = n * block * in->partial_scale;
+    e->chunks = chunks(in, block);
+}
+
 static void allreduce(const wf_model_input_t *in, wf_algo_t algo, wf_estimate_t *e)
 {
     int n = in->nranks, log_p = floor_log2(n), p = 1 << log_p, folded = n > p;
@@ -139,6 +159,9 @@ static void allreduce(const wf_model_input_t *in, wf_algo_t algo, wf_estimate_t 
                    (folded ? 2.0 * message_steps(in, m) : 0.0);
         e->moved = (double)(p - 1) / p * m * (s + 1.0) + (folded ? 2.0 * m : 0.0);
         e->local = (double)(p - 1) / p * m * s + m + (folded ? m * s : 0.0);
+        break;
+    case WF_ALGO_PULL:
+        pull(in, e, m / n, 1);
         break;
     default:
         break;
@@ -192,6 +215,9 @@ static void reduce_scatter(const wf_model_input_t *in, wf_algo_t algo, wf_estima
         e->steps = halving_steps(in, log_p, m * s) + (folded ? message_steps(in, m) + message_steps(in, block) : 0.0);
         e->moved = (double)(p - 1) / p * m * s + (folded ? m + block : 0.0);
         e->local = m * s + (double)(p - 1) / p * m * s + (folded ? m * s : 0.0);
+        break;
+    case WF_ALGO_PULL:
+        pull(in, e, block, 0);
         break;
     default:
         break;

@@ -23,8 +23,9 @@
 
 #define PULL_CHUNK ((size_t)128 * 1024) /* bytes read from each peer per step; two steps in flight */
 
-/* Where a peer may read one of this rank's buffers. */
+/* Where a peer may read one of this rank's buffers, and the sender's signature to compare. */
 typedef struct {
+    wf_signature_t sig;
     uint64_t address;
     uint64_t key;
     uint64_t bytes; /* readable bytes from address; a reader checks its reads against it */
@@ -94,7 +95,7 @@ static void describe_to_peers(pull_t *pull, const void *buf, size_t bytes, const
         if (peer == comm->rank)
             continue;
         wf_remote_buffer_t described = wf_describe_buffer(comm, mr, buf, peer, 0);
-        pull->mine[peer] = (pull_buffer_t){described.address, described.key, bytes};
+        pull->mine[peer] = (pull_buffer_t){comm->sig, described.address, described.key, bytes};
     }
 }
 
@@ -126,6 +127,9 @@ static weft_result_t exchange_send_buffers(pull_t *pull)
         if (peer != right)
             result = wf_comm_wait_recv(comm, &pull->recvs[peer], peer, "receiving a send buffer descriptor",
                                        sizeof(pull_buffer_t));
+        /* Every reader compares the signature of every rank it reads from before the first read. */
+        if (result == WEFT_SUCCESS && peer != right)
+            result = wf_sig_check_peer(comm, peer, &pull->theirs[peer].sig);
         if (result == WEFT_SUCCESS && peer != left)
             result = wf_comm_wait_xfer(comm, &pull->sends[peer], peer, "sending a send buffer descriptor");
     }

@@ -36,6 +36,7 @@ typedef enum {
     WF_ALGO_BINOMIAL,
     WF_ALGO_CHAIN,
     WF_ALGO_DISSEMINATION,
+    WF_ALGO_PULL,
     WF_ALGO_COUNT
 } wf_algo_t;
 
@@ -133,6 +134,7 @@ typedef struct {
     int nnodes;           /* NOTE: no formula uses it yet, it is there for the hierarchical algorithms */
     int ranks_per_node;   /* NOTE: no formula uses it yet, like nnodes */
     double partial_scale; /* partial size / element size of the reduction (2 for float16 sums), 1 without */
+    int can_read;         /* the transport offers RDMA read (the pull algorithms need it) */
     uint64_t eager_limit;
     uint64_t chunk_size;
 } wf_model_input_t;

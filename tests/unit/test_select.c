@@ -20,7 +20,7 @@
 
 #define BIT WF_ALGO_BIT
 #define ALL_ALLREDUCE (BIT(WF_ALGO_DIRECT) | BIT(WF_ALGO_RING) | BIT(WF_ALGO_RECURSIVE_DOUBLING) | \
-                       BIT(WF_ALGO_RABENSEIFNER))
+                       BIT(WF_ALGO_RABENSEIFNER) | BIT(WF_ALGO_PULL))
 
 static wf_select_config_t config;
 
@@ -72,7 +72,8 @@ static void test_algo_exclusion(void **state)
     parse_algo_ok("allreduce:^ring");
     assert_int_equal(config.allowed[WF_COLL_ALLREDUCE], ALL_ALLREDUCE & ~BIT(WF_ALGO_RING));
     parse_algo_ok("allreduce:^ring,direct");
-    assert_int_equal(config.allowed[WF_COLL_ALLREDUCE], BIT(WF_ALGO_RECURSIVE_DOUBLING) | BIT(WF_ALGO_RABENSEIFNER));
+    assert_int_equal(config.allowed[WF_COLL_ALLREDUCE],
+                     BIT(WF_ALGO_RECURSIVE_DOUBLING) | BIT(WF_ALGO_RABENSEIFNER) | BIT(WF_ALGO_PULL));
 }
 
 static void test_algo_bare_list(void **state)
@@ -128,7 +129,7 @@ static void test_algo_errors(void **state)
     parse_algo_rejected("ring;direct", "two lists name no collective", NULL);
     parse_algo_rejected("allreduce:ring,^direct", "'^direct' has a '^' inside a list", NULL);
     parse_algo_rejected("barrier:^dissemination", "excludes every barrier algorithm", "dissemination");
-    parse_algo_rejected("allreduce:^direct,ring,recursive_doubling,rabenseifner", "excludes every allreduce",
+    parse_algo_rejected("allreduce:^direct,ring,recursive_doubling,rabenseifner,pull", "excludes every allreduce",
                         NULL);
     parse_algo_rejected("allreduce:local", "'local' is not an algorithm of allreduce", NULL);
 
@@ -299,7 +300,7 @@ static wf_model_input_t input_of(wf_coll_t coll, uint64_t bytes, int nranks)
 {
     int per_rank = coll == WF_COLL_ALLGATHER || coll == WF_COLL_REDUCE_SCATTER;
     return (wf_model_input_t){coll, bytes, per_rank ? bytes / (uint64_t)nranks : bytes, nranks, 1, nranks, 1.0,
-                              32768, 524288};
+                              1, 32768, 524288};
 }
 
 static wf_choice_t decide(wf_coll_t coll, uint64_t bytes, int nranks)
