@@ -77,7 +77,8 @@ static weft_result_t post_step(weft_comm_t comm, unsigned step, const wf_step_si
         return result;
     if (send->bytes <= comm->eager_limit) {
         memcpy(out, &comm->sig, STEP_HEADER);
-        memcpy(out + STEP_HEADER, send->buf, send->bytes);
+        if (send->bytes > 0)
+            memcpy(out + STEP_HEADER, send->buf, send->bytes);
         comm->stats.staged_copy_bytes += send->bytes;
         return wf_post_send(comm, send->peer, wf_tag(comm->seq, WF_TAG_STEP, step, comm->rank), out,
                             STEP_HEADER + send->bytes, stage_desc, &xfers[1]);
@@ -99,7 +100,7 @@ static weft_result_t receive_eager(weft_comm_t comm, const wf_step_side_t *recv,
     if (result == WEFT_SUCCESS && xfer->length != STEP_HEADER + recv->bytes)
         result = wf_comm_length_mismatch(comm, recv->peer, "a step's message", STEP_HEADER + recv->bytes,
                                          xfer->length, 0);
-    if (result == WEFT_SUCCESS) {
+    if (result == WEFT_SUCCESS && recv->bytes > 0) { /* an empty block may have a NULL buffer */
         memcpy(recv->buf, in + STEP_HEADER, recv->bytes);
         comm->stats.staged_copy_bytes += recv->bytes;
     }
