@@ -100,15 +100,18 @@ static void setup_local(weft_comm_t comm, wf_rank_info_t *mine)
     /* The transport needs to know whether every rank is local, which needs everyone's topology first. */
 }
 
-static weft_result_t open_transport(weft_comm_t comm, wf_rank_info_t *mine, int single_node)
+static weft_result_t open_transport(weft_comm_t comm, wf_rank_info_t *mine)
 {
-    comm->ops = &wf_ofi_transport;
-    wf_transport_config_t config = {comm->rank, comm->nranks, single_node, wf_param_str(WF_PARAM_OFI_PROVIDER),
-                                    wf_comm_on_remote_write, wf_comm_should_stop, comm};
+    weft_result_t result = wf_comm_choose_transport(comm);
+    if (result != WEFT_SUCCESS)
+        return result;
+    wf_transport_config_t config = {comm->rank, comm->nranks, comm->nodes.nnodes == 1,
+                                    wf_param_str(WF_PARAM_OFI_PROVIDER), wf_comm_on_remote_write,
+                                    wf_comm_should_stop, comm, wf_param_enum(WF_PARAM_SHM_CMA) == 1};
     char err[512] = "";
     if (comm->ops->create(&config, &comm->transport, err, sizeof(err)) != 0) {
-        snprintf(comm->last_error, sizeof(comm->last_error), "rank %d could not open a libfabric endpoint: %.400s",
-                 comm->rank, err);
+        snprintf(comm->last_error, sizeof(comm->last_error), "rank %d could not open its %s transport: %.400s",
+                 comm->rank, comm->ops->name, err);
         return WEFT_ERR_TRANSPORT;
     }
     size_t length = sizeof(mine->address);
@@ -157,23 +160,19 @@ static weft_result_t check_agreement(weft_comm_t comm, const wf_rank_info_t *all
     return WEFT_SUCCESS;
 }
 
-/* Connect every endpoint and record the node layout from the published information. */
+/* Connect every endpoint with the published addresses and take over the agreed settings. */
 static weft_result_t apply_rank_info(weft_comm_t comm, const wf_rank_info_t *all)
 {
     comm->chunk_size = (size_t)all[0].chunk_size;
     comm->eager_limit = (size_t)all[0].eager_limit;
     comm->native_precision = all[0].native_precision;
-    comm->summaries = calloc((unsigned)comm->nranks, sizeof(*comm->summaries));
     unsigned char *addresses = calloc((unsigned)comm->nranks, WF_ADDRESS_MAX);
-    if (comm->summaries == NULL || addresses == NULL) {
-        free(addresses);
+    if (addresses == NULL) {
         snprintf(comm->last_error, sizeof(comm->last_error), "rank %d: out of memory at init", comm->rank);
         return WEFT_ERR_NO_MEMORY;
     }
-    for (int r = 0; r < comm->nranks; r++) {
-        comm->summaries[r] = all[r].topo;
+    for (int r = 0; r < comm->nranks; r++)
         memcpy(addresses + (size_t)r * WF_ADDRESS_MAX, all[r].address, WF_ADDRESS_MAX);
-    }
     int rc = comm->ops->connect(comm->transport, addresses, WF_ADDRESS_MAX);
     free(addresses);
     if (rc != 0) {
@@ -202,19 +201,18 @@ static weft_result_t setup_transport(weft_comm_t comm)
         return WEFT_ERR_NO_MEMORY;
     setup_local(comm, &mine);
 
-    /* Round 1: topology, to know whether every rank shares this node (the provider default depends on it). */
+    /* Round 1: topology, to know whether every rank shares this node (the transport default depends on it). */
     weft_result_t result = bootstrap_allgather(comm, &mine, all, sizeof(mine));
     if (result == WEFT_SUCCESS) {
-        wf_topo_summary_t *summaries = malloc((unsigned)comm->nranks * sizeof(*summaries));
-        for (int r = 0; summaries != NULL && r < comm->nranks; r++)
-            summaries[r] = all[r].topo;
-        if (summaries == NULL || wf_node_map_build(&comm->nodes, summaries, comm->nranks) != 0)
+        comm->summaries = calloc((unsigned)comm->nranks, sizeof(*comm->summaries));
+        for (int r = 0; comm->summaries != NULL && r < comm->nranks; r++)
+            comm->summaries[r] = all[r].topo;
+        if (comm->summaries == NULL || wf_node_map_build(&comm->nodes, comm->summaries, comm->nranks) != 0)
             result = WEFT_ERR_NO_MEMORY;
-        free(summaries);
     }
     /* Round 2: endpoint addresses, settings and each rank's verdict on its own setup. */
     if (result == WEFT_SUCCESS) {
-        mine.status = open_transport(comm, &mine, comm->nodes.nnodes == 1);
+        mine.status = open_transport(comm, &mine);
         result = bootstrap_allgather(comm, &mine, all, sizeof(mine));
     }
     if (result == WEFT_SUCCESS)

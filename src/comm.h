@@ -190,6 +190,13 @@ struct weft_comm {
     weft_stats_t stats;
 };
 
+/*
+ * Set comm->ops from WEFT_TRANSPORT, the node map and WEFT_OFI_PROVIDER (src/comm_transport.c), and
+ * log the choice and its reason. Needs comm->nodes and comm->summaries. Returns
+ * WEFT_ERR_INVALID_ARGUMENT with the ranks' nodes in last_error when shm is forced across nodes.
+ */
+weft_result_t wf_comm_choose_transport(weft_comm_t comm);
+
 /* Record a failure on comm (first one wins for `failure`), log it at WARN, and return result. */
 weft_result_t wf_comm_fail(weft_comm_t comm, weft_result_t result, const char *format, ...)
     __attribute__((format(printf, 3, 4)));

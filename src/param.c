@@ -29,7 +29,8 @@
 
 /* Same order as wf_log_level_t, so the chosen index is the log level. */
 static const char *const level_choices[] = {"NONE", "ERROR", "WARN", "INFO", "TRACE", NULL};
-static const char *const transport_choices[] = {"auto", "ofi", NULL};
+static const char *const transport_choices[] = {"auto", "ofi", "shm", NULL};
+static const char *const cma_choices[] = {"auto", "off", NULL};
 static const char *const precision_choices[] = {"float32", "native", NULL};
 static const char *const monitor_choices[] = {"auto", "patch", "none", NULL};
 
@@ -46,7 +47,9 @@ static const wf_param_def_t param_defs[WF_PARAM_COUNT] = {
                             "Names the only config file to read, which must exist (empty: /etc/weft.conf, "
                             "then ~/.weft.conf over it)."},
     [WF_PARAM_TRANSPORT] = {"WEFT_TRANSPORT", WF_PARAM_TYPE_ENUM, "auto", transport_choices, 0, 0, 0,
-                            "Selects the transport: auto picks the best one available, ofi forces libfabric."},
+                            "Selects the transport: auto picks shm when every rank is on one node and "
+                            "WEFT_OFI_PROVIDER is unset, else libfabric; ofi forces libfabric, shm forces "
+                            "weft's own shared-memory transport."},
     [WF_PARAM_OFI_PROVIDER] = {"WEFT_OFI_PROVIDER", WF_PARAM_TYPE_STRING, "", NULL, 0, WF_PARAM_TEXT_MAX, 0,
                                "Names the libfabric provider to open, such as verbs;ofi_rxm or tcp;ofi_rxm "
                                "(empty: chosen automatically)."},
@@ -86,6 +89,9 @@ static const wf_param_def_t param_defs[WF_PARAM_COUNT] = {
     [WF_PARAM_PROGRESS_THREAD] = {"WEFT_PROGRESS_THREAD", WF_PARAM_TYPE_INT, "0", NULL, 0, 1, 0,
                                   "Runs every collective of a communicator on its own progress thread when 1, "
                                   "so non-blocking collectives advance while the caller computes."},
+    [WF_PARAM_SHM_CMA] = {"WEFT_SHM_CMA", WF_PARAM_TYPE_ENUM, "auto", cma_choices, 0, 0, 0,
+                          "Selects how the shm transport moves large payloads: auto uses cross-memory attach "
+                          "where the kernel allows it, off copies everything through the shared-memory rings."},
 };
 
 typedef struct {

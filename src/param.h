@@ -19,7 +19,7 @@ typedef enum {
     WF_PARAM_DEBUG_SUBSYS,     /* string, parsed by log.c */
     WF_PARAM_DEBUG_FILE,       /* string */
     WF_PARAM_CONF_FILE,        /* string */
-    WF_PARAM_TRANSPORT,        /* enum: auto ofi */
+    WF_PARAM_TRANSPORT,        /* enum: auto ofi shm */
     WF_PARAM_OFI_PROVIDER,     /* string, empty = automatic */
     WF_PARAM_SOCKET_IFNAME,    /* string: interface whose address the bootstrap advertises */
     WF_PARAM_ROOT,             /* string host:port */
@@ -34,6 +34,7 @@ typedef enum {
     WF_PARAM_MR_CACHE_SIZE,    /* int: maximum number of cached registrations */
     WF_PARAM_MR_CACHE_MONITOR, /* enum: auto patch none */
     WF_PARAM_PROGRESS_THREAD,  /* int 0 or 1 */
+    WF_PARAM_SHM_CMA,          /* enum: auto off */
     WF_PARAM_COUNT
 } wf_param_id_t;
 

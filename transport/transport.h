@@ -51,10 +51,11 @@ typedef struct {
      */
     int (*should_stop)(void *arg);
     void *callback_arg;
+    int shm_cma_disabled; /* shm: copy every payload through shared memory, never by cross-memory attach */
 } wf_transport_config_t;
 
 typedef struct wf_transport_ops {
-    const char *name; /* "ofi", later "verbs", "shm" */
+    const char *name; /* "ofi" or "shm", later "verbs" */
 
     /* Open the fabric and a local endpoint. On failure returns a negative code and writes the reason to err. */
     int (*create)(const wf_transport_config_t *config, wf_transport_t **out, char *err, size_t errlen);
@@ -104,6 +105,10 @@ typedef struct wf_transport_ops {
 } wf_transport_ops_t;
 
 extern const wf_transport_ops_t wf_ofi_transport;
+extern const wf_transport_ops_t wf_shm_transport; /* weft's own intra-node transport, transport/shm/ */
+
+/* Largest communicator the shm transport serves: its segment header has a byte per rank. */
+#define WF_SHM_MAX_RANKS 1024
 
 /* Print the RMA-capable libfabric providers this process can open, one per line, for weft-info. */
 void wf_ofi_print_providers(void *file);
