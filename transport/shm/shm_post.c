@@ -57,6 +57,28 @@ void wf_shm_complete(struct wf_transport *t, wf_xfer_t *xfer, size_t length, int
     xfer->done = 1;
 }
 
+/*
+ * Non-zero when the process pid no longer runs: it is gone, or a zombie that its parent has not
+ * reaped yet. A pid reused by another process after the peer died looks alive, so the caller's
+ * should_stop and the deadline remain the final limits.
+ */
+static int process_exited(int pid)
+{
+    if (kill(pid, 0) != 0)
+        return errno == ESRCH;
+    char path[64], text[512];
+    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+    FILE *file = fopen(path, "r");
+    if (file == NULL)
+        return 0;
+    size_t length = fread(text, 1, sizeof(text) - 1, file);
+    fclose(file);
+    text[length] = '\0';
+    /* proc(5): "pid (comm) state ...", and comm may itself contain ")". */
+    const char *close = strrchr(text, ')');
+    return close != NULL && (close[1] == ' ') && (close[2] == 'Z' || close[2] == 'X');
+}
+
 /* Hold a progress failure seen while a post waits; progress() returns it next. */
 static void defer_error(struct wf_transport *t, int rc)
 {
@@ -98,7 +120,7 @@ static int wait_for_room(struct wf_transport *t, int peer, uint64_t *deadline, u
             return -ECANCELED;
         }
     }
-    if (kill(t->peers[peer].pid, 0) != 0 && errno == ESRCH) {
+    if (process_exited(t->peers[peer].pid)) {
         wf_shm_set_error(t, "%s to rank %d failed: the process of rank %d (pid %d) exited", what, peer, peer,
                          t->peers[peer].pid);
         return -EPIPE;
