@@ -141,6 +141,7 @@ struct weft_comm {
     const char *coll_name; /* of the current collective, for messages */
     struct timespec deadline;
     unsigned idle_polls;
+    uint64_t lost_check_ms; /* when wf_comm_check_lost_rank last asked the bootstrap (monotonic ms) */
     unsigned tune_logged; /* (collective, algorithm) pairs already logged under TUNE */
 
     volatile uint32_t *arrivals; /* WF_TOKENS counters raised by token writes */
@@ -200,6 +201,19 @@ weft_result_t wf_comm_choose_transport(weft_comm_t comm);
 /* Record a failure on comm (first one wins for `failure`), log it at WARN, and return result. */
 weft_result_t wf_comm_fail(weft_comm_t comm, weft_result_t result, const char *format, ...)
     __attribute__((format(printf, 3, 4)));
+
+/*
+ * Before a collective runs: ask the bootstrap whether the job lost a rank, at most once per
+ * millisecond, and fail comm with WEFT_ERR_REMOTE if so. A collective whose peers' data is already
+ * there would otherwise finish without ever waiting, and so without ever noticing.
+ */
+weft_result_t wf_comm_check_lost_rank(weft_comm_t comm);
+
+/*
+ * Fail comm after a transport call failed: a mismatch report or a lost rank that the rendezvous
+ * names within a second wins; otherwise record WEFT_ERR_TRANSPORT with the formatted message.
+ */
+weft_result_t wf_comm_transport_error(weft_comm_t comm, const char *format, ...) __attribute__((format(printf, 2, 3)));
 
 /* Record an argument error on comm without breaking it, and return WEFT_ERR_INVALID_ARGUMENT. */
 weft_result_t wf_comm_invalid(weft_comm_t comm, const char *format, ...) __attribute__((format(printf, 2, 3)));

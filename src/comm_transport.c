@@ -19,7 +19,27 @@ enum { TRANSPORT_AUTO, TRANSPORT_OFI, TRANSPORT_SHM }; /* order of WEFT_TRANSPOR
 #define LISTED_NODES 4 /* nodes a message lists before "..." */
 #define LISTED_RANKS 8 /* ranks per node a message lists */
 
-/* Append "host (ranks a, b, c)" for the first few nodes to out. */
+/* First rank on node, or -1. */
+static int first_rank_of(const weft_comm_t comm, int node)
+{
+    for (int r = 0; r < comm->nranks; r++)
+        if (comm->nodes.node_of_rank[r] == node)
+            return r;
+    return -1;
+}
+
+/* Name of node for messages: its host name, or its node identity when another node shares the name. */
+static const char *node_name(const weft_comm_t comm, int node)
+{
+    const wf_topo_summary_t *mine = &comm->summaries[first_rank_of(comm, node)];
+    for (int other = 0; other < comm->nodes.nnodes; other++) {
+        if (other != node && strcmp(comm->summaries[first_rank_of(comm, other)].hostname, mine->hostname) == 0)
+            return mine->hostid;
+    }
+    return mine->hostname;
+}
+
+/* Write "host (ranks a, b, c); ..." for the first few nodes to out. */
 static void describe_nodes(const weft_comm_t comm, char *out, size_t outlen)
 {
     size_t used = 0;
@@ -30,8 +50,7 @@ static void describe_nodes(const weft_comm_t comm, char *out, size_t outlen)
             if (comm->nodes.node_of_rank[r] != node)
                 continue;
             if (listed == 0)
-                snprintf(out + used, outlen - used, "%s%s (ranks %d", node > 0 ? "; " : "",
-                         comm->summaries[r].hostname, r);
+                snprintf(out + used, outlen - used, "%s%s (ranks %d", node > 0 ? "; " : "", node_name(comm, node), r);
             else if (listed < LISTED_RANKS)
                 snprintf(out + used, outlen - used, ", %d", r);
             else if (listed == LISTED_RANKS)

@@ -242,6 +242,7 @@ struct wf_transport {
     size_t deferred_count, deferred_capacity;
     int deferred_error;              /* negative code of a failure seen during a post */
 
+    size_t cma_chunk;                /* bytes per CMA call, WF_SHM_CMA_CHUNK unless a benchmark changes it */
     uint64_t full_waits;             /* posts that found a ring full, for tests and diagnostics */
     uint64_t cma_bytes;              /* payload bytes moved by CMA, for tests */
     char error[512];

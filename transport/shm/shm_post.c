@@ -356,7 +356,7 @@ static int cma_write(struct wf_transport *t, int peer, const void *local, uint64
     int pid = t->peers[peer].pid;
     size_t done = 0;
     while (done < length) {
-        size_t n = length - done < WF_SHM_CMA_CHUNK ? length - done : WF_SHM_CMA_CHUNK;
+        size_t n = length - done < t->cma_chunk ? length - done : t->cma_chunk;
         struct iovec from = {(char *)local + done, n};
         struct iovec to = {(void *)(uintptr_t)(remote + done), n};
         ssize_t written = process_vm_writev(pid, &from, 1, &to, 1, 0);

@@ -21,7 +21,7 @@ int wf_shm_cma_read(struct wf_transport *t, int pid, void *local, uint64_t remot
 {
     size_t done = 0;
     while (done < n) {
-        size_t chunk = n - done < WF_SHM_CMA_CHUNK ? n - done : WF_SHM_CMA_CHUNK;
+        size_t chunk = n - done < t->cma_chunk ? n - done : t->cma_chunk;
         struct iovec to = {(char *)local + done, chunk};
         struct iovec from = {(void *)(uintptr_t)(remote + done), chunk};
         ssize_t got = process_vm_readv(pid, &to, 1, &from, 1, 0);

@@ -77,6 +77,7 @@ static int shm_create(const wf_transport_config_t *config, wf_transport_t **out,
     t->should_stop = config->should_stop;
     t->callback_arg = config->callback_arg;
     t->cma_allowed = !config->shm_cma_disabled;
+    t->cma_chunk = WF_SHM_CMA_CHUNK;
 
     rc = wf_shm_segment_create(t, err, errlen);
     if (rc != 0) {
