@@ -1,7 +1,7 @@
 /*
  * Internal state of weft's own shared-memory transport, shared by the files in transport/shm/.
  *
- * Every rank creates one POSIX shared-memory segment. It holds a header page (a doorbell bitmap and
+ * Every rank creates one POSIX shared-memory segment. It contains a header page (a doorbell bitmap and
  * the results of the cross-memory-attach probe) and one inbound ring per sender (shm_ring.h). A
  * sender appends a record to its ring in the receiver's segment and sets its doorbell bit. The
  * receiver's progress() clears the doorbell words it finds set and drains those senders' rings.
@@ -35,7 +35,7 @@
 
 /*
  * Ring capacity per sender: the largest power of two not above WF_SHM_RING_BUDGET / nranks,
- * clamped to [WF_SHM_RING_MIN, WF_SHM_RING_MAX]. A segment thus holds about 16 MiB of rings for
+ * clamped to [WF_SHM_RING_MIN, WF_SHM_RING_MAX]. A segment thus contains about 16 MiB of rings for
  * 64 to 1024 ranks (plus a page of control words per ring), and less below 64 ranks.
  */
 #define WF_SHM_RING_BUDGET ((uint64_t)16 << 20)
@@ -46,18 +46,18 @@
  * Tagged messages up to this many bytes are copied through the ring; larger ones are pulled by the
  * receiver with process_vm_readv. Writes up to WF_SHM_WRITE_INLINE_MAX go through the ring, larger
  * ones by process_vm_writev. docs/transport.md gives the measurements behind both values.
- * Either is further capped at a quarter of the ring, so a ring holds several records.
+ * Either is further capped at a quarter of the ring, so that several records fit in a ring.
  */
 #define WF_SHM_INLINE_MAX ((size_t)8 << 10)
 #define WF_SHM_WRITE_INLINE_MAX ((size_t)8 << 10)
 
-/* Bytes per process_vm_readv or process_vm_writev call; a larger transfer takes several calls. */
+/* Bytes per process_vm_readv or process_vm_writev call. A larger transfer takes several calls. */
 #define WF_SHM_CMA_CHUNK ((size_t)1 << 20)
 
-/* Largest single send or write accepted; callers split above it, as with the ofi transport. */
+/* Largest single send or write accepted. Callers split larger ones, as with the ofi transport. */
 #define WF_SHM_MAX_MESSAGE ((size_t)1 << 30)
 
-/* How long a post keeps waiting for ring space when config->should_stop never says stop. */
+/* How long a post waits for ring space, in seconds, when config->should_stop keeps returning 0. */
 #define WF_SHM_POST_TIMEOUT_SEC 30
 
 /* How long drain() waits for the inbound rings to stay empty before it returns, in milliseconds. */
@@ -73,13 +73,13 @@ enum { WF_SHM_CMA_UNKNOWN = 0, WF_SHM_CMA_ALLOWED = 1, WF_SHM_CMA_REFUSED = 2 };
 /* First page of every segment. Only the owner writes the fields above mapped. */
 typedef struct {
     uint64_t magic;
-    uint64_t nonce;     /* random; also in the segment name and the published address */
+    uint64_t nonce;     /* random, also in the segment name and the published address */
     int32_t pid;
     uint32_t rank;
     uint32_t nranks;
     uint32_t reserved;
     uint64_t capacity;  /* data bytes of every inbound ring */
-    _Atomic uint32_t mapped; /* peers that mapped the segment; the last one unlinks its name */
+    _Atomic uint32_t mapped; /* peers that mapped the segment, the last of which unlinks its name */
     /* Bit s: sender s published records since the owner last cleared the word. */
     _Alignas(WF_SHM_CACHE_LINE) _Atomic uint64_t doorbell[WF_SHM_MAX_RANKS / 64];
     /* Byte p: whether the owner can read rank p's memory by CMA (WF_SHM_CMA_*), set by connect. */
@@ -88,7 +88,7 @@ typedef struct {
 
 _Static_assert(sizeof(wf_shm_header_t) <= WF_SHM_PAGE, "the segment header fits in its page");
 
-/* What get_address publishes; connect() reads every rank's. */
+/* Address that get_address publishes and connect() reads for every rank. */
 typedef struct {
     uint32_t magic;
     uint32_t nranks;
@@ -103,7 +103,7 @@ typedef struct {
 /* Kinds of ring records. */
 typedef enum {
     WF_SHM_MSG_EAGER = 1, /* tagged message with its payload inline */
-    WF_SHM_MSG_RTS,       /* tagged message the receiver pulls from address by CMA, then answers DONE */
+    WF_SHM_MSG_RTS,       /* tagged message the receiver pulls from address by CMA, then acknowledges by DONE */
     WF_SHM_MSG_FRAGMENT,  /* piece of a tagged message at offset cookie, when CMA is not possible */
     WF_SHM_MSG_DONE,      /* receiver to sender: the RTS message cookie was pulled, with status */
     WF_SHM_MSG_WRITE,     /* write payload inline at address; the last piece raises the immediate */
@@ -112,15 +112,15 @@ typedef enum {
 
 #define WF_SHM_FLAG_LAST 1u /* WRITE: the last piece of the write, which raises the immediate */
 
-/* Header of every ring record; payload bytes follow it. */
+/* Header of every ring record, which the payload bytes follow. */
 typedef struct {
     uint16_t kind;
     uint16_t flags;
     uint32_t payload;   /* bytes of payload after this header */
-    uint64_t tag;       /* tagged messages: the tag; writes: the region key */
+    uint64_t tag;       /* tag of a tagged message, or region key of a write */
     uint64_t size;      /* whole message or write, in bytes */
-    uint64_t address;   /* RTS: sender's buffer; WRITE and WRITTEN: target address */
-    uint64_t cookie;    /* RTS and DONE: the sender's operation; FRAGMENT: byte offset */
+    uint64_t address;   /* sender's buffer (RTS), or target address (WRITE and WRITTEN) */
+    uint64_t cookie;    /* sender's operation (RTS and DONE), or byte offset (FRAGMENT) */
     uint32_t immediate; /* writes */
     int32_t status;     /* DONE: 0 or a negative errno of the receiver's pull */
 } wf_shm_msg_t;
@@ -152,14 +152,14 @@ typedef struct wf_shm_unexpected {
     unsigned char *data;
 } wf_shm_unexpected_t;
 
-/* A DONE answer that found the sender's ring full; sent by a later progress(). */
+/* A DONE record that found the sender's ring full, which a later progress() pushes. */
 typedef struct wf_shm_pending_done {
     struct wf_shm_pending_done *next;
     uint64_t cookie;
     int32_t status;
 } wf_shm_pending_done_t;
 
-/* Everything this rank knows about one peer. */
+/* State of one peer, as this rank sees it. */
 typedef struct {
     int pid;
     uint64_t capacity;               /* of the peer's rings */
@@ -169,7 +169,7 @@ typedef struct {
     wf_shm_ring_end_t out;           /* producer end of that ring */
     wf_shm_ring_end_t in;            /* consumer end of the peer's ring in this rank's segment */
     int cma_writable;                /* this rank can write into the peer's memory by CMA */
-    size_t inline_max, write_inline_max; /* per-peer limits: they depend on the peer's ring size */
+    size_t inline_max, write_inline_max; /* per-peer limits, which depend on the peer's ring size */
 
     wf_shm_recv_t *posted, *posted_tail;             /* receives posted for this peer */
     wf_shm_unexpected_t *unexpected, *unexpected_tail;
@@ -221,6 +221,7 @@ struct wf_transport {
     uint64_t next_order;             /* shared by post order and arrival order */
     size_t posted_count;
 
+    size_t pending_dones;            /* DONE records queued in the peers' dones lists */
     wf_shm_rts_t *rts;               /* sends waiting for DONE */
     uint32_t rts_capacity;
     uint32_t *free_rts;              /* stack of free indexes into rts */

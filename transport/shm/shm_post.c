@@ -2,8 +2,8 @@
  * Posting tagged sends, tagged receives and writes on the shm transport.
  *
  * A send of at most the peer's inline limit is copied into the peer's ring and complete at once.
- * A larger send publishes an RTS record with its buffer's address; the receiver pulls the data by
- * process_vm_readv and answers DONE, which completes the send. A write above the inline limit goes
+ * A larger send publishes an RTS record with its buffer's address. The receiver pulls the data by
+ * process_vm_readv and sends back DONE, which completes the send. A write above the inline limit goes
  * by process_vm_writev straight into the target address, followed by a WRITTEN record that raises
  * the immediate; smaller writes travel as WRITE records. Where the peer cannot use CMA, large
  * sends and writes travel through the ring in pieces of a quarter of its capacity.
@@ -79,7 +79,7 @@ static int process_exited(int pid)
     return close != NULL && (close[1] == ' ') && (close[2] == 'Z' || close[2] == 'X');
 }
 
-/* Hold a progress failure seen while a post waits; progress() returns it next. */
+/* Hold a progress failure seen while a post waits, for progress() to return next. */
 static void defer_error(struct wf_transport *t, int rc)
 {
     if (t->deferred_error == 0)
@@ -220,7 +220,7 @@ static int grow_rts(struct wf_transport *t)
     return 0;
 }
 
-/* Publish an RTS for a send the receiver pulls by CMA; DONE completes xfer. */
+/* Publish an RTS for a send the receiver pulls by CMA. The receiver's DONE completes xfer. */
 static int send_rts(struct wf_transport *t, int peer, uint64_t tag, const void *buf, size_t length, wf_xfer_t *xfer)
 {
     if (t->free_rts_count == 0 && grow_rts(t) != 0) {
@@ -343,7 +343,7 @@ int wf_shm_recv(wf_transport_t *t, int peer, uint64_t tag, void *buf, size_t len
 int wf_shm_recv_any(wf_transport_t *t, uint64_t tag, uint64_t ignore, void *buf, size_t length, void *desc,
                     wf_xfer_t *xfer)
 {
-    /* check_post wants a rank; 0 exists in every communicator and stands for "any" in its checks. */
+    /* check_post expects a rank, so 0, which exists in every communicator, is "any" in its checks. */
     int rc = check_post(t, "tagged receive from any rank", 0, buf, length, xfer);
     if (rc != 0)
         return rc;

@@ -2,7 +2,7 @@
  * The inbound side of the shm transport: doorbells, draining the rings, tag matching, unexpected
  * messages, pulls by CMA, and immediates.
  *
- * Every record is taken out of its ring as soon as progress() sees it: a message without a posted
+ * Every record is taken out of its ring as soon as progress() reads it: a message without a posted
  * receive is copied into an unexpected entry (an RTS keeps only its address), so a ring never waits
  * for a receive. Receives match in post order: the first posted receive whose peer and tag fit, and
  * a new receive takes the first unexpected message that fits. Messages of one sender thus match in
@@ -91,7 +91,7 @@ static void finish_recv(struct wf_transport *t, wf_shm_recv_t *recv, int sender,
     wf_shm_recv_release(t, recv);
 }
 
-/* Send a DONE answer for an RTS, or queue it when the sender's ring is full. */
+/* Send the DONE record for an RTS, or queue it when the sender's ring is full. */
 static void answer_done(struct wf_transport *t, int sender, uint64_t cookie, int status)
 {
     wf_shm_peer_t *peer = &t->peers[sender];
@@ -110,6 +110,7 @@ static void answer_done(struct wf_transport *t, int sender, uint64_t cookie, int
     pending->next = NULL;
     pending->cookie = cookie;
     pending->status = status;
+    t->pending_dones++;
     if (peer->dones == NULL)
         peer->dones = pending;
     else
@@ -119,8 +120,7 @@ static void answer_done(struct wf_transport *t, int sender, uint64_t cookie, int
 
 size_t wf_shm_flush_dones(struct wf_transport *t)
 {
-    size_t left = 0;
-    for (int s = 0; s < t->nranks; s++) {
+    for (int s = 0; s < t->nranks && t->pending_dones > 0; s++) {
         wf_shm_peer_t *peer = &t->peers[s];
         int pushed = 0;
         while (peer->dones != NULL) {
@@ -130,17 +130,16 @@ size_t wf_shm_flush_dones(struct wf_transport *t)
             wf_shm_pending_done_t *next = peer->dones->next;
             free(peer->dones);
             peer->dones = next;
+            t->pending_dones--;
             pushed = 1;
         }
         if (pushed)
             wf_shm_ring_doorbell(t, s);
-        for (wf_shm_pending_done_t *pending = peer->dones; pending != NULL; pending = pending->next)
-            left++;
     }
-    return left;
+    return t->pending_dones;
 }
 
-/* Pull an RTS message into a matched receive by CMA, complete it and answer the sender. */
+/* Pull an RTS message into a matched receive by CMA, complete it and send DONE to the sender. */
 static void pull_into(struct wf_transport *t, wf_shm_recv_t *recv, int sender, uint64_t tag, size_t size,
                       uint64_t address, uint64_t cookie)
 {
@@ -167,7 +166,7 @@ static int out_of_memory(struct wf_transport *t, int sender, size_t size)
     return -ENOMEM;
 }
 
-/* Queue a message that found no receive; data is NULL for an RTS. */
+/* Queue a message that found no receive. Its data is NULL for an RTS. */
 static wf_shm_unexpected_t *add_unexpected(struct wf_transport *t, int sender, const wf_shm_msg_t *msg)
 {
     wf_shm_unexpected_t *entry = calloc(1, sizeof(*entry));
@@ -345,13 +344,13 @@ static int handle_write(struct wf_transport *t, int sender, const wf_shm_msg_t *
     return deliver_immediate(t, msg->immediate);
 }
 
-/* After drain(): nothing is delivered, but RTS senders get an answer so their sends end. */
+/* After drain(): nothing is delivered, but RTS senders get a DONE so their sends end. */
 static int handle_while_destroying(struct wf_transport *t, int sender, const wf_shm_msg_t *msg)
 {
     if (msg->kind == WF_SHM_MSG_RTS)
         answer_done(t, sender, msg->cookie, -ECANCELED);
     else if (msg->kind == WF_SHM_MSG_DONE)
-        handle_done(t, sender, msg); /* frees the record; completing is skipped while destroying */
+        handle_done(t, sender, msg); /* frees the record, and skips completing it while destroying */
     return 0;
 }
 
@@ -380,7 +379,7 @@ static int handle_record(struct wf_transport *t, int sender, const wf_shm_msg_t 
     }
 }
 
-/* Handle every record the sender has published so far; returns the count or a negative code. */
+/* Handle every record the sender has published so far. Returns the count or a negative code. */
 static int drain_ring(struct wf_transport *t, int sender)
 {
     wf_shm_peer_t *peer = &t->peers[sender];
@@ -419,7 +418,7 @@ int wf_shm_poll(struct wf_transport *t)
             bits &= bits - 1;
             int rc = sender < t->nranks ? drain_ring(t, sender) : 0;
             if (rc < 0) {
-                /* Keep the senders not drained yet, and this one: its ring may still hold records. */
+                /* Keep the senders not drained yet, and this one, whose ring may still contain records. */
                 atomic_fetch_or_explicit(&header->doorbell[w], bits | 1ull << (sender % 64), memory_order_seq_cst);
                 return rc;
             }
@@ -434,7 +433,7 @@ int wf_shm_progress(struct wf_transport *t)
     int handled = 0;
     /*
      * Detach the held-back immediates before calling back, so a callback that posts (and may hold
-     * back more) or calls progress() again never sees an entry twice.
+     * back more) or calls progress() again never delivers an entry twice.
      */
     while (t->deferred_count > 0) {
         uint32_t *immediates = t->deferred_immediates;

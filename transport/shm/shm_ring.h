@@ -5,8 +5,8 @@
  * consumer owns tail, each on its own cache line. Both count bytes since the ring was created, so
  * head - tail is the number of bytes waiting and no position ever wraps in 64 bits. A record is
  * published by a release store of head after its bytes are written, and freed by a release store of
- * tail after its bytes were read, so a process that dies in the middle of a record leaves nothing
- * half-visible and holds nothing the other side waits for.
+ * tail after its bytes were read. A process that dies in the middle of a record thus leaves nothing
+ * half-visible, and owns no lock that the other side could wait for.
  *
  * Records start at 8-byte aligned positions and may run across the end of the data area, so readers
  * copy with wf_shm_ring_read, which handles the wrap. The capacity is a power of two.

@@ -8,7 +8,7 @@
  * users. The file has mode 0600. Each peer increments the header's mapped counter after it mapped
  * the segment, and the last one removes the name, so after a healthy connect nothing is left in
  * /dev/shm even if every process is killed later. A process killed before all peers mapped its
- * segment leaves the file behind; a later process with the same pid removes such files before it
+ * segment leaves the file behind. A later process with the same pid removes such files before it
  * creates its first segment.
  */
 #define _GNU_SOURCE
@@ -87,7 +87,7 @@ static uint64_t random_nonce(void)
     uint64_t nonce = 0;
     if (getrandom(&nonce, sizeof(nonce), GRND_NONBLOCK) == (ssize_t)sizeof(nonce) && nonce != 0)
         return nonce;
-    /* Without entropy yet, uniqueness still holds through the pid and counter in the name. */
+    /* Without entropy yet, the pid and counter in the name still make it unique. */
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
     return ((uint64_t)now.tv_nsec << 20) ^ (uint64_t)now.tv_sec ^ ((uint64_t)getpid() << 40) ^ 1;
@@ -179,7 +179,7 @@ static void remove_name(struct wf_transport *t)
                     strerror(errno), t->name);
 }
 
-/* Map one peer's header page and the ring this rank writes into; returns 0 or a negative errno. */
+/* Map one peer's header page and the ring this rank writes into. Returns 0 or a negative errno. */
 static int map_peer(struct wf_transport *t, int p, const wf_shm_address_t *address)
 {
     wf_shm_peer_t *peer = &t->peers[p];
@@ -241,7 +241,7 @@ int wf_shm_segment_map_peers(struct wf_transport *t, const wf_shm_address_t *add
         int rc = map_peer(t, p, &addresses[p]);
         if (rc != 0)
             return rc;
-        /* The last peer to map a segment removes its name; none can need it afterwards. */
+        /* The last peer to map a segment removes its name, because no rank needs it afterwards. */
         uint32_t before = atomic_fetch_add_explicit(&peer->header->mapped, 1, memory_order_acq_rel);
         if (before + 2 == (uint32_t)t->nranks && shm_unlink(addresses[p].name) != 0 && errno != ENOENT)
             WF_SHM_WARN("rank %d: shm_unlink of %s of rank %d failed: %s", t->rank, addresses[p].name, p,

@@ -4,7 +4,7 @@
  *
  * Registration pins nothing: CMA resolves the pages at each transfer. A region only records its
  * bounds, so that a write naming an address outside every registered region is reported instead
- * of corrupting memory. Its key holds the slot in the region table and a generation count.
+ * of corrupting memory. Its key contains the slot in the region table and a generation count.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -122,7 +122,7 @@ static int shm_get_address(wf_transport_t *t, void *buf, size_t *length)
     return 0;
 }
 
-/* Check one published address; the message tells what the mismatch suggests. */
+/* Check one published address, with a message that names the likely cause of a bad one. */
 static int check_address(wf_transport_t *t, int r, const wf_shm_address_t *address)
 {
     const char *problem = NULL;
@@ -142,7 +142,7 @@ static int check_address(wf_transport_t *t, int r, const wf_shm_address_t *addre
     return -EPROTO;
 }
 
-/* Per-peer limits: inline records take at most a quarter of the peer's ring. */
+/* Set the per-peer limits, so that an inline record takes at most a quarter of the peer's ring. */
 static void set_limits(wf_shm_peer_t *peer)
 {
     size_t quarter = (size_t)peer->capacity / 4 - sizeof(wf_shm_msg_t);
@@ -289,7 +289,7 @@ static uint64_t monotonic_ns(void)
  * After a failure: forget every posted operation without touching its xfer, then keep reading the
  * inbound rings until they stay empty for WF_SHM_QUIET_MS, at most milliseconds. Reading lets a
  * peer that still sends to this rank finish its posts instead of waiting for ring space, and it
- * answers the peers' RTS messages with an error so their sends complete.
+ * sends DONE with an error for the peers' RTS messages, so their sends complete.
  */
 static void shm_drain(wf_transport_t *t, int milliseconds)
 {
