@@ -210,8 +210,9 @@ weft_result_t wf_comm_fail(weft_comm_t comm, weft_result_t result, const char *f
 weft_result_t wf_comm_check_lost_rank(weft_comm_t comm);
 
 /*
- * Fail comm after a transport call failed: a mismatch report or a lost rank that the rendezvous
- * names within a second wins; otherwise record WEFT_ERR_TRANSPORT with the formatted message.
+ * Fail comm after a transport call failed. A mismatch report, or a lost rank that the rendezvous
+ * names within a second, is the recorded cause. Otherwise record WEFT_ERR_TRANSPORT with the
+ * formatted message.
  */
 weft_result_t wf_comm_transport_error(weft_comm_t comm, const char *format, ...) __attribute__((format(printf, 2, 3)));
 

@@ -4,7 +4,7 @@
  * auto picks weft's own shared-memory transport when every rank of the communicator is on this
  * node, the communicator fits its rank limit, and WEFT_OFI_PROVIDER names no provider (a user who
  * names one wants libfabric). Otherwise it picks libfabric. shm and ofi force one transport. Every
- * rank computes the same answer from the node map the bootstrap shared, unless the ranks' settings
+ * rank makes the same choice from the node map the bootstrap shared, unless the ranks' settings
  * differ, which the provider name in the init allgather then reveals.
  */
 #include <stdio.h>

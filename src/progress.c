@@ -16,7 +16,7 @@
 
 #define WF_SPIN_POLLS 2000 /* idle polls before yielding on each further poll */
 #define WF_STATUS_POLLS 20000 /* idle polls after which a wait is recorded in the status record */
-#define WF_LOST_CHECK_MS 1    /* least time between two checks for lost ranks when a collective starts */
+#define WF_LOST_CHECK_MS 1    /* minimum time between two checks for lost ranks when a collective starts */
 
 static __thread char init_error[512];
 
@@ -217,7 +217,7 @@ weft_result_t wf_comm_transport_error(weft_comm_t comm, const char *format, ...)
     vsnprintf(message, sizeof(message), format, args);
     va_end(args);
     /*
-     * A post can fail at once when its peer died (weft's shm transport sees the missing process).
+     * A post can fail at once when its peer died (weft's shm transport finds its process gone).
      * Failing now would end this rank before the rendezvous names the lost rank, and the other
      * ranks would then blame this one.
      */

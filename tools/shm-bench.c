@@ -5,7 +5,7 @@
  *
  * It forks two ranks that connect over a socketpair and run a ping-pong for each size from --min
  * to --max (factor 4). send: rank 0 sends the message and rank 1 sends it back; the table shows
- * half the round trip. write: rank 0 writes the bytes into rank 1's region and rank 1 answers with
+ * half the round trip. write: rank 0 writes the bytes into rank 1's region and rank 1 replies with
  * an empty send; the table shows the whole round trip. Protocols (the transport picks one by size,
  * this tool forces one):
  *   send:  inline (copied through the ring, up to a quarter of it), rts (pulled by

@@ -278,7 +278,7 @@ static int handle_done(struct wf_transport *t, int sender, const wf_shm_msg_t *m
     wf_shm_rts_t *record = slot < t->rts_capacity ? &t->rts[slot] : NULL;
     if (record == NULL || !record->in_use || record->generation != (uint32_t)(msg->cookie >> 32) ||
         record->peer != sender)
-        return protocol_error(t, sender, msg, "the answer names no send of this rank to that rank");
+        return protocol_error(t, sender, msg, "the DONE record names no send of this rank to that rank");
     if (msg->status != 0)
         wf_shm_set_error(t, "tagged send of %zu bytes to rank %d with tag 0x%llx failed: the receiver could not pull "
                          "it (%s)", record->length, sender, (unsigned long long)record->tag, strerror(-msg->status));

@@ -191,7 +191,7 @@ static int map_peer(struct wf_transport *t, int p, const wf_shm_address_t *addre
                          strerror(error));
         return -error;
     }
-    struct stat status;
+    struct stat status = {0};
     size_t expected = wf_shm_segment_bytes(t->nranks, address->capacity);
     size_t ring_offset = wf_shm_ring_offset(t->rank, address->capacity);
     size_t ring_bytes = wf_shm_ring_stride(address->capacity);
