@@ -43,15 +43,21 @@
 #define WF_SHM_RING_MAX ((uint64_t)256 << 10)
 
 /*
- * Tagged messages up to this many bytes are copied through the ring; larger ones are pulled by the
- * receiver with process_vm_readv. Writes up to WF_SHM_WRITE_INLINE_MAX go through the ring, larger
- * ones by process_vm_writev. docs/transport.md gives the measurements behind both values.
- * Either is further capped at a quarter of the ring, so that several records fit in a ring.
+ * Tagged messages up to this many bytes are copied through the ring, and larger ones are pulled by
+ * the receiver with process_vm_readv. Writes up to WF_SHM_WRITE_INLINE_MAX go through the ring,
+ * larger ones by process_vm_writev. Both limits come from tools/shm-bench ping-pongs on a 2-vCPU
+ * virtual machine (docs/benchmarks.md): the ring was faster up to 32 KiB for sends and up to
+ * 16 KiB for writes. Either is further capped at a quarter of the ring, so that several records
+ * fit in a ring.
  */
-#define WF_SHM_INLINE_MAX ((size_t)8 << 10)
-#define WF_SHM_WRITE_INLINE_MAX ((size_t)8 << 10)
+#define WF_SHM_INLINE_MAX ((size_t)32 << 10)
+#define WF_SHM_WRITE_INLINE_MAX ((size_t)16 << 10)
 
-/* Bytes per process_vm_readv or process_vm_writev call. A larger transfer takes several calls. */
+/*
+ * Bytes per process_vm_readv or process_vm_writev call. A larger transfer takes several calls.
+ * Chunks of 256 KiB to 64 MiB moved 64 MiB at the same speed within the noise of the machine, and
+ * 64 KiB chunks were slower (docs/benchmarks.md).
+ */
 #define WF_SHM_CMA_CHUNK ((size_t)1 << 20)
 
 /* Largest single send or write accepted. Callers split larger ones, as with the ofi transport. */
