@@ -148,6 +148,11 @@ WEFT_API int weft_comm_size(weft_comm_t comm);
 /* Copy the transfer counters of comm into *stats. */
 WEFT_API weft_result_t weft_comm_get_stats(weft_comm_t comm, weft_stats_t *stats);
 
+/* Name of the transport comm moves data with: "shm (weft)" for weft's shared-memory transport, or
+ * the libfabric provider, such as "tcp;ofi_rxm". The string lives as long as comm, and is "" for a
+ * NULL comm. */
+WEFT_API const char *weft_comm_provider(weft_comm_t comm);
+
 /* Element-wise reduction of count elements over all ranks; every rank receives the result.
  * In place when sendbuf == recvbuf. */
 WEFT_API weft_result_t weft_allreduce(const void *sendbuf, void *recvbuf, size_t count,

@@ -133,43 +133,31 @@ static void dump_topology(weft_comm_t comm, const wf_topo_summary_t *summaries)
         WF_INFO(WF_SUB_TOPO, "wrote the topology dump %s.json and %s.xml", path, path);
 }
 
-/*
- * Whether the communicator combines shared memory inside nodes with the network between them:
- * in automatic mode, when it spans several nodes and at least one node holds two of its ranks.
- * Every rank sees the same node map, so every rank decides alike.
- */
-static int wants_route(const weft_comm_t comm)
+static weft_result_t open_transport(weft_comm_t comm, wf_rank_info_t *mine)
 {
-    return wf_param_enum(WF_PARAM_TRANSPORT) == 0 && comm->nodes.nnodes > 1 && comm->nodes.max_local_size > 1;
-}
-
-static int create_transport(weft_comm_t comm, const wf_transport_config_t *config, char *err, size_t errlen)
-{
-    if (wants_route(comm)) {
-        wf_route_parts_t parts = {{&wf_ofi_transport, &wf_ofi_transport}, {"shm", config->provider}};
-        comm->ops = &wf_route_transport;
-        int rc = wf_route_create(config, &parts, &comm->transport, err, errlen);
-        if (rc == 0)
-            WF_INFO(WF_SUB_INIT, "rank %d: %d nodes, so peers on this node go through shared memory and the others "
-                                 "through the network (WEFT_TRANSPORT=ofi uses the network for every peer)",
-                    comm->rank, comm->nodes.nnodes);
-        return rc;
-    }
-    comm->ops = &wf_ofi_transport;
-    return comm->ops->create(config, &comm->transport, err, errlen);
-}
-
-static weft_result_t open_transport(weft_comm_t comm, wf_rank_info_t *mine, int single_node)
-{
-    wf_transport_config_t config = {comm->rank,        comm->nranks,
-                                    single_node,       wf_param_str(WF_PARAM_OFI_PROVIDER),
-                                    wf_comm_on_remote_write, wf_comm_should_stop,
-                                    comm,              NULL,
-                                    comm->nodes.node_of_rank};
+    weft_result_t result = wf_comm_choose_transport(comm);
+    if (result != WEFT_SUCCESS)
+        return result;
+    wf_transport_config_t config = {.rank = comm->rank,
+                                    .nranks = comm->nranks,
+                                    .single_node = comm->nodes.nnodes == 1,
+                                    .provider = wf_param_str(WF_PARAM_OFI_PROVIDER),
+                                    .on_remote_write = wf_comm_on_remote_write,
+                                    .should_stop = wf_comm_should_stop,
+                                    .callback_arg = comm,
+                                    .node_of_rank = comm->nodes.node_of_rank,
+                                    .shm_cma_disabled = wf_param_enum(WF_PARAM_SHM_CMA) == 1};
     char err[512] = "";
-    if (create_transport(comm, &config, err, sizeof(err)) != 0) {
-        snprintf(comm->last_error, sizeof(comm->last_error), "rank %d could not open a libfabric endpoint: %.400s",
-                 comm->rank, err);
+    int rc;
+    if (comm->ops == &wf_route_transport) {
+        wf_route_parts_t parts = {{&wf_shm_transport, &wf_ofi_transport}, {NULL, config.provider}};
+        rc = wf_route_create(&config, &parts, &comm->transport, err, sizeof(err));
+    } else {
+        rc = comm->ops->create(&config, &comm->transport, err, sizeof(err));
+    }
+    if (rc != 0) {
+        snprintf(comm->last_error, sizeof(comm->last_error), "rank %d could not open its %s transport: %.400s",
+                 comm->rank, comm->ops->name, err);
         return WEFT_ERR_TRANSPORT;
     }
     size_t length = sizeof(mine->address);
@@ -224,7 +212,7 @@ static weft_result_t check_agreement(weft_comm_t comm, const wf_rank_info_t *all
     return WEFT_SUCCESS;
 }
 
-/* Connect every endpoint and record the node layout from the published information. */
+/* Connect every endpoint with the published addresses and take over the agreed settings. */
 static weft_result_t apply_rank_info(weft_comm_t comm, const wf_rank_info_t *all)
 {
     comm->chunk_size = (size_t)all[0].chunk_size;
@@ -233,18 +221,13 @@ static weft_result_t apply_rank_info(weft_comm_t comm, const wf_rank_info_t *all
     for (int r = 0; r < comm->nranks; r++)
         if (comm->nodes.local_size[r] > comm->max_ranks_per_node)
             comm->max_ranks_per_node = comm->nodes.local_size[r];
-    comm->summaries = calloc((unsigned)comm->nranks, sizeof(*comm->summaries));
     unsigned char *addresses = calloc((unsigned)comm->nranks, WF_ADDRESS_MAX);
-    if (comm->summaries == NULL || addresses == NULL) {
-        free(addresses);
+    if (addresses == NULL) {
         snprintf(comm->last_error, sizeof(comm->last_error), "rank %d: out of memory at init", comm->rank);
         return WEFT_ERR_NO_MEMORY;
     }
-    for (int r = 0; r < comm->nranks; r++) {
-        comm->summaries[r] = all[r].topo;
-        wf_topo_summary_terminate(&comm->summaries[r]);
+    for (int r = 0; r < comm->nranks; r++)
         memcpy(addresses + (size_t)r * WF_ADDRESS_MAX, all[r].address, WF_ADDRESS_MAX);
-    }
     int rc = comm->ops->connect(comm->transport, addresses, WF_ADDRESS_MAX);
     free(addresses);
     if (rc != 0) {
@@ -252,6 +235,11 @@ static weft_result_t apply_rank_info(weft_comm_t comm, const wf_rank_info_t *all
                  comm->rank, comm->ops->error_string(comm->transport));
         return WEFT_ERR_TRANSPORT;
     }
+    /*
+     * NOTE: ranks decide this alone. Were cross-memory attach allowed on some ranks of a node and
+     * not on others, they could choose different algorithms and time out.
+     */
+    comm->can_read = comm->ops->read != NULL && comm->ops->can_read != NULL && comm->ops->can_read(comm->transport);
     return WEFT_SUCCESS;
 }
 
@@ -273,24 +261,23 @@ static weft_result_t setup_transport(weft_comm_t comm)
         return WEFT_ERR_NO_MEMORY;
     setup_local(comm, &mine);
 
-    /* Round 1: topology, to know whether every rank shares this node (the provider default depends on it). */
+    /* Round 1: topology, to know whether every rank shares this node (the transport default depends on it). */
     weft_result_t result = bootstrap_allgather(comm, &mine, all, sizeof(mine));
     if (result == WEFT_SUCCESS) {
-        wf_topo_summary_t *summaries = malloc((unsigned)comm->nranks * sizeof(*summaries));
-        for (int r = 0; summaries != NULL && r < comm->nranks; r++) {
-            summaries[r] = all[r].topo;
-            wf_topo_summary_terminate(&summaries[r]);
+        comm->summaries = calloc((unsigned)comm->nranks, sizeof(*comm->summaries));
+        for (int r = 0; comm->summaries != NULL && r < comm->nranks; r++) {
+            comm->summaries[r] = all[r].topo;
+            wf_topo_summary_terminate(&comm->summaries[r]);
         }
-        if (summaries == NULL || wf_node_map_build(&comm->nodes, summaries, comm->nranks) != 0)
+        if (comm->summaries == NULL || wf_node_map_build(&comm->nodes, comm->summaries, comm->nranks) != 0)
             result = WEFT_ERR_NO_MEMORY;
         else if (mine.status == WEFT_SUCCESS)
-            dump_topology(comm, summaries);
-        free(summaries);
+            dump_topology(comm, comm->summaries);
     }
     /* Round 2: endpoint addresses, settings and each rank's verdict on its own setup. */
     if (result == WEFT_SUCCESS) {
         if (mine.status == WEFT_SUCCESS)
-            mine.status = open_transport(comm, &mine, comm->nodes.nnodes == 1);
+            mine.status = open_transport(comm, &mine);
         if (mine.status == WEFT_SUCCESS)
             mine.status = wf_select_init(comm);
         mine.select_hash = comm->select_hash;

@@ -161,6 +161,8 @@ struct weft_comm {
     uint64_t select_hash;                 /* of select, compared across ranks at init */
     int max_ranks_per_node;
     uint16_t tune_logged[WF_COLL_COUNT][65]; /* algorithms logged per collective and size class */
+    int can_read; /* the transport reads remote memory from every peer (the pull algorithms) */
+    uint64_t lost_check_ms; /* when wf_comm_check_lost_rank last asked the bootstrap (monotonic ms) */
 
     volatile uint32_t *arrivals; /* WF_TOKENS counters raised by token writes */
     uint32_t next_token;
@@ -218,9 +220,30 @@ struct weft_comm {
     weft_stats_t stats;
 };
 
+/*
+ * Set comm->ops from WEFT_TRANSPORT, the node map and WEFT_OFI_PROVIDER (src/comm_transport.c), and
+ * log the choice and its reason. Needs comm->nodes and comm->summaries. Returns
+ * WEFT_ERR_INVALID_ARGUMENT with the ranks' nodes in last_error when shm is forced across nodes.
+ */
+weft_result_t wf_comm_choose_transport(weft_comm_t comm);
+
 /* Record a failure on comm (first one wins for `failure`), log it at WARN, and return result. */
 weft_result_t wf_comm_fail(weft_comm_t comm, weft_result_t result, const char *format, ...)
     __attribute__((format(printf, 3, 4)));
+
+/*
+ * Before a collective runs: ask the bootstrap whether the job lost a rank, at most once per
+ * millisecond, and fail comm with WEFT_ERR_REMOTE if so. A collective whose peers' data is already
+ * there would otherwise finish without ever waiting, and so without ever noticing.
+ */
+weft_result_t wf_comm_check_lost_rank(weft_comm_t comm);
+
+/*
+ * Fail comm after a transport call failed. A mismatch report, or a lost rank that the rendezvous
+ * names within a second, is the recorded cause. Otherwise record WEFT_ERR_TRANSPORT with the
+ * formatted message.
+ */
+weft_result_t wf_comm_transport_error(weft_comm_t comm, const char *format, ...) __attribute__((format(printf, 2, 3)));
 
 /* Record an argument error on comm without breaking it, and return WEFT_ERR_INVALID_ARGUMENT. */
 weft_result_t wf_comm_invalid(weft_comm_t comm, const char *format, ...) __attribute__((format(printf, 2, 3)));

@@ -72,3 +72,10 @@ WEFT_API weft_result_t weft_comm_get_stats(weft_comm_t comm, weft_stats_t *stats
     }
     return WEFT_SUCCESS;
 }
+
+WEFT_API const char *weft_comm_provider(weft_comm_t comm)
+{
+    if (comm == NULL || comm->transport == NULL)
+        return "";
+    return comm->ops->provider_name(comm->transport);
+}

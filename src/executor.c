@@ -100,6 +100,8 @@ static weft_result_t run_op(weft_comm_t comm, const wf_op_t *op)
 {
     if (comm->failure != WEFT_SUCCESS)
         return comm->failure; /* an earlier operation broke the communicator */
+    if (wf_comm_check_lost_rank(comm) != WEFT_SUCCESS)
+        return comm->failure;
     weft_result_t result = op->run != NULL ? op->run(comm, op) : WEFT_SUCCESS;
     wf_status_end(comm, result);
     return result;

@@ -30,7 +30,8 @@
 
 /* Same order as wf_log_level_t, so the chosen index is the log level. */
 static const char *const level_choices[] = {"NONE", "ERROR", "WARN", "INFO", "TRACE", NULL};
-static const char *const transport_choices[] = {"auto", "ofi", NULL};
+static const char *const transport_choices[] = {"auto", "ofi", "shm", NULL};
+static const char *const cma_choices[] = {"auto", "off", NULL};
 static const char *const precision_choices[] = {"float32", "native", NULL};
 static const char *const monitor_choices[] = {"auto", "patch", "none", NULL};
 
@@ -47,7 +48,10 @@ static const wf_param_def_t param_defs[WF_PARAM_COUNT] = {
                             "Names the only config file to read, which must exist (empty: /etc/weft.conf, "
                             "then ~/.weft.conf over it)."},
     [WF_PARAM_TRANSPORT] = {"WEFT_TRANSPORT", WF_PARAM_TYPE_ENUM, "auto", transport_choices, 0, 0, 0,
-                            "Selects the transport: auto uses shared memory inside a node and the network between nodes, ofi uses one libfabric provider for every peer."},
+                            "Selects the transport: auto uses weft's shm transport when every rank is on one "
+                            "node and WEFT_OFI_PROVIDER is unset, shared memory inside nodes and libfabric "
+                            "between them otherwise; ofi uses libfabric for every peer, shm forces weft's own "
+                            "shared-memory transport."},
     [WF_PARAM_OFI_PROVIDER] = {"WEFT_OFI_PROVIDER", WF_PARAM_TYPE_STRING, "", NULL, 0, WF_PARAM_TEXT_MAX, 0,
                                "Names the libfabric provider to open, such as verbs;ofi_rxm or tcp;ofi_rxm "
                                "(empty: chosen automatically)."},
@@ -101,6 +105,9 @@ static const wf_param_def_t param_defs[WF_PARAM_COUNT] = {
     [WF_PARAM_TUNING_FILE] = {"WEFT_TUNING_FILE", WF_PARAM_TYPE_STRING, "", NULL, 0, WF_PARAM_TEXT_MAX, 0,
                               "Names a file of cost-model parameters and size ranges that fix the algorithm "
                               "choice (empty: built-in model only)."},
+    [WF_PARAM_SHM_CMA] = {"WEFT_SHM_CMA", WF_PARAM_TYPE_ENUM, "auto", cma_choices, 0, 0, 0,
+                          "Selects how the shm transport moves large payloads: auto uses cross-memory attach "
+                          "where the kernel allows it, off copies everything through the shared-memory rings."},
 };
 
 typedef struct {

@@ -19,7 +19,7 @@ typedef enum {
     WF_PARAM_DEBUG_SUBSYS,     /* string, parsed by log.c */
     WF_PARAM_DEBUG_FILE,       /* string */
     WF_PARAM_CONF_FILE,        /* string */
-    WF_PARAM_TRANSPORT,        /* enum: auto ofi */
+    WF_PARAM_TRANSPORT,        /* enum: auto ofi shm */
     WF_PARAM_OFI_PROVIDER,     /* string, empty = automatic */
     WF_PARAM_SOCKET_IFNAME,    /* string: interface whose address the bootstrap advertises */
     WF_PARAM_ROOT,             /* string host:port */
@@ -38,6 +38,7 @@ typedef enum {
     WF_PARAM_TOPO_DUMP_FILE,   /* string: path pattern, empty = no dump */
     WF_PARAM_ALGO,             /* string, parsed at communicator init by src/coll/select_parse.c */
     WF_PARAM_TUNING_FILE,      /* string: path of the tuning file, empty = none */
+    WF_PARAM_SHM_CMA,          /* enum: auto off */
     WF_PARAM_COUNT
 } wf_param_id_t;
 

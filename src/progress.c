@@ -19,6 +19,7 @@
 #define WF_SPIN_POLLS 2000 /* idle polls before yielding on each further poll */
 #define WF_SPIN_POLLS_OVERSUBSCRIBED 16
 #define WF_STATUS_POLLS 20000 /* idle polls after which a wait is recorded in the status record */
+#define WF_LOST_CHECK_MS 1    /* minimum time between two checks for lost ranks when a collective starts */
 
 static __thread char init_error[512];
 
@@ -202,6 +203,42 @@ void wf_comm_set_spin(weft_comm_t comm)
     WF_INFO(WF_SUB_INIT, "rank %d: %d ranks on this node, %d CPUs allowed to this process: %s", comm->rank, local,
             cpus, oversubscribed ? "oversubscribed, so waits yield the core after 16 idle polls"
                                  : "waits spin for 2000 idle polls before yielding the core");
+}
+
+weft_result_t wf_comm_check_lost_rank(weft_comm_t comm)
+{
+    if (comm->bootstrap->check == NULL)
+        return WEFT_SUCCESS;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    uint64_t now_ms = (uint64_t)now.tv_sec * 1000u + (uint64_t)now.tv_nsec / 1000000u;
+    if (now_ms - comm->lost_check_ms < WF_LOST_CHECK_MS)
+        return WEFT_SUCCESS;
+    comm->lost_check_ms = now_ms;
+    if (comm->bootstrap->check(comm->bootstrap) == WEFT_SUCCESS)
+        return WEFT_SUCCESS;
+    if (wf_mismatch_grace(comm) != WEFT_SUCCESS)
+        return comm->failure;
+    uint32_t next = (comm->seq + 1) & 0xffffffu; /* the number wf_coll_begin would give this call */
+    return wf_comm_fail(comm, WEFT_ERR_REMOTE, "collective call %u on rank %d failed before it started because the job "
+                        "lost a rank: %.380s", next != 0 ? next : 1, comm->rank, wf_bootstrap_last_error(comm->bootstrap));
+}
+
+weft_result_t wf_comm_transport_error(weft_comm_t comm, const char *format, ...)
+{
+    char message[sizeof(comm->last_error)];
+    va_list args;
+    va_start(args, format);
+    vsnprintf(message, sizeof(message), format, args);
+    va_end(args);
+    /*
+     * A post can fail at once when its peer died (weft's shm transport finds its process gone).
+     * Failing now would end this rank before the rendezvous names the lost rank, and the other
+     * ranks would then blame this one.
+     */
+    if (wf_mismatch_grace(comm) != WEFT_SUCCESS || blame_lost_rank(comm) != WEFT_SUCCESS)
+        return comm->failure;
+    return wf_comm_fail(comm, WEFT_ERR_TRANSPORT, "%s", message);
 }
 
 weft_result_t wf_comm_progress(weft_comm_t comm, int waiting_for)

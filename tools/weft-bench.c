@@ -220,6 +220,7 @@ static void print_header(const benchmark_t *bench)
            transport != NULL && transport[0] != '\0' ? transport : "auto",
            provider != NULL && provider[0] != '\0' ? provider : "auto",
            progress_thread != NULL && progress_thread[0] != '\0' ? progress_thread : "0");
+    printf("# transport in use: %s\n", weft_comm_provider(bench->comm));
 }
 
 /* Transfer counters since the communicator was created: they include warm-up, checks and the

@@ -339,6 +339,16 @@ static int route_read(wf_transport_t *t, int peer, void *buf, size_t length, voi
                                             xfer));
 }
 
+static int route_can_read(wf_transport_t *t)
+{
+    for (int p = 0; p < ROUTE_PARTS; p++) {
+        route_part_t *part = &t->part[p];
+        if (part->ops->read == NULL || part->ops->can_read == NULL || !part->ops->can_read(part->t))
+            return 0;
+    }
+    return 1;
+}
+
 static int route_recv_any(wf_transport_t *t, uint64_t tag, uint64_t ignore, void *buf, size_t length, void *desc,
                           wf_xfer_t *xfer)
 {
@@ -443,6 +453,7 @@ const wf_transport_ops_t wf_route_transport = {
     .recv_any = route_recv_any,
     .write = route_write,
     .read = route_read,
+    .can_read = route_can_read,
     .progress = route_progress,
     .error_string = route_error_string,
     .provider_name = route_provider_name,

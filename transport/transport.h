@@ -55,10 +55,11 @@ typedef struct {
     const unsigned char *peers;
     /* Node index of every rank, for transports that route by node; may be NULL. */
     const int *node_of_rank;
+    int shm_cma_disabled; /* shm: copy every payload through shared memory, never by cross-memory attach */
 } wf_transport_config_t;
 
 typedef struct wf_transport_ops {
-    const char *name; /* "ofi", later "verbs", "shm" */
+    const char *name; /* "ofi" or "shm", later "verbs" */
 
     /* Open the fabric and a local endpoint. On failure returns a negative code and writes the reason to err. */
     int (*create)(const wf_transport_config_t *config, wf_transport_t **out, char *err, size_t errlen);
@@ -100,6 +101,8 @@ typedef struct wf_transport_ops {
      */
     int (*read)(wf_transport_t *t, int peer, void *buf, size_t length, void *desc, uint64_t remote_addr,
                 uint64_t key, wf_xfer_t *xfer);
+    /* Non-zero when read() reaches every peer of this instance (after connect). NULL: never. */
+    int (*can_read)(wf_transport_t *t);
 
     /* Poll completions once. Returns the number of events handled (>= 0) or a negative code. */
     int (*progress)(wf_transport_t *t);
@@ -134,6 +137,10 @@ typedef struct {
  */
 int wf_route_create(const wf_transport_config_t *config, const wf_route_parts_t *parts, wf_transport_t **out,
                     char *err, size_t errlen);
+extern const wf_transport_ops_t wf_shm_transport; /* weft's own intra-node transport, transport/shm/ */
+
+/* Largest communicator the shm transport serves: its segment header has a byte per rank. */
+#define WF_SHM_MAX_RANKS 1024
 
 /* Print the RMA-capable libfabric providers this process can open, one per line, for weft-info. */
 void wf_ofi_print_providers(void *file);

@@ -65,8 +65,9 @@ weft_result_t wf_post_send(weft_comm_t comm, int peer, uint64_t tag, const void 
     memset(xfer, 0, sizeof(*xfer));
     int rc = comm->ops->send(comm->transport, peer, tag, buf, length, desc, xfer);
     if (rc != 0)
-        return wf_comm_fail(comm, WEFT_ERR_TRANSPORT, "%s on rank %d: sending %zu bytes to rank %d failed: %s",
-                            comm->coll_name, comm->rank, length, peer, comm->ops->error_string(comm->transport));
+        return wf_comm_transport_error(comm, "%s on rank %d: sending %zu bytes to rank %d failed: %s",
+                                       comm->coll_name, comm->rank, length, peer,
+                                       comm->ops->error_string(comm->transport));
     comm->stats.eager_bytes += length;
     return WEFT_SUCCESS;
 }
@@ -77,9 +78,9 @@ weft_result_t wf_post_recv(weft_comm_t comm, int peer, uint64_t tag, void *buf, 
     memset(xfer, 0, sizeof(*xfer));
     int rc = comm->ops->recv(comm->transport, peer, tag, buf, length, desc, xfer);
     if (rc != 0)
-        return wf_comm_fail(comm, WEFT_ERR_TRANSPORT,
-                            "%s on rank %d: posting a receive of %zu bytes from rank %d failed: %s",
-                            comm->coll_name, comm->rank, length, peer, comm->ops->error_string(comm->transport));
+        return wf_comm_transport_error(comm, "%s on rank %d: posting a receive of %zu bytes from rank %d failed: %s",
+                                       comm->coll_name, comm->rank, length, peer,
+                                       comm->ops->error_string(comm->transport));
     return WEFT_SUCCESS;
 }
 
@@ -102,9 +103,9 @@ weft_result_t wf_post_write(weft_comm_t comm, int peer, const void *buf, size_t 
         int rc = comm->ops->write(comm->transport, peer, (const char *)buf + start, piece, desc,
                                   dest->address + offset + start, dest->key, immediate, &xfers[i]);
         if (rc != 0)
-            return wf_comm_fail(comm, WEFT_ERR_TRANSPORT,
-                                "%s on rank %d: RDMA write of %zu bytes to rank %d failed: %s", comm->coll_name,
-                                comm->rank, piece, peer, comm->ops->error_string(comm->transport));
+            return wf_comm_transport_error(comm, "%s on rank %d: RDMA write of %zu bytes to rank %d failed: %s",
+                                           comm->coll_name, comm->rank, piece, peer,
+                                           comm->ops->error_string(comm->transport));
         comm->stats.rdma_writes++;
         comm->stats.rdma_write_bytes += piece;
     }

@@ -89,7 +89,7 @@ wf_algo_t wf_select(weft_comm_t comm, wf_coll_t coll, uint64_t bytes, uint64_t b
                               comm->nodes.nnodes,
                               comm->max_ranks_per_node,
                               partial_scale,
-                              comm->ops->read != NULL,
+                              comm->can_read,
                               comm->eager_limit,
                               comm->chunk_size};
     wf_choice_t choice;

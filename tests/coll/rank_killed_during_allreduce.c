@@ -4,8 +4,9 @@
  * check each result (nranks expected). After HEALTHY_ITERATIONS of them the victim (--victim RANK,
  * default 2) picks the moment of its death, half a healthy all-reduce after it enters the next
  * one, and broadcasts that CLOCK_MONOTONIC time, which every process on the machine shares. A
- * thread of the victim SIGKILLs its process at that moment while the main thread keeps calling
- * all-reduces. Every survivor must then get a result other than WEFT_SUCCESS whose
+ * barrier follows, so every rank has the moment before the fault. A thread of the victim SIGKILLs
+ * its process at that moment, or right after the barrier if that ends later, while the main
+ * thread keeps calling all-reduces. Every survivor must then get a result other than WEFT_SUCCESS whose
  * weft_comm_last_error names "rank VICTIM", no later than WEFT_TIMEOUT + 2 s after the kill and
  * no earlier than the kill. Destroying the failed communicator must then return within 5 s.
  *
@@ -210,10 +211,18 @@ int main(int argc, char **argv)
         printf("%s rank %d: a healthy all-reduce of %zu floats took %.3f s\n", PROGRAM, tally.rank, options.count,
                seconds);
 
-    /* The victim sends the moment of the fault to everyone while the job is still healthy. */
+    /*
+     * The victim sends the moment of the fault to everyone while the job is still healthy. The
+     * barrier makes sure every rank has it before the victim can die: a rank that reached the
+     * broadcast only after the fault (on a loaded machine ranks drift apart by more than half an
+     * all-reduce) would fail it, because a collective that starts after a rank was lost fails.
+     * When the barrier ends after the planned moment, the fault comes right after it.
+     */
     double planned = ct_now() + 0.5 * seconds;
     if (!ct_check_result(&tally, comm, weft_broadcast(&planned, 1, WEFT_FLOAT64, options.victim, comm),
                          "broadcast of the moment of the fault"))
+        return ct_finish(&tally, comm);
+    if (!ct_check_result(&tally, comm, weft_barrier(comm), "barrier after the broadcast of the moment"))
         return ct_finish(&tally, comm);
 
     if (tally.rank == options.victim && options.stall) {

@@ -70,7 +70,7 @@ static void test_table_order_and_help(void **state)
         "WEFT_RANK",          "WEFT_SIZE",         "WEFT_JOB_KEY",     "WEFT_HOSTID",
         "WEFT_CHUNK_SIZE",    "WEFT_EAGER_LIMIT",  "WEFT_REDUCE_PRECISION", "WEFT_TIMEOUT",
         "WEFT_MR_CACHE_SIZE", "WEFT_MR_CACHE_MONITOR", "WEFT_PROGRESS_THREAD", "WEFT_IB_HCA",
-        "WEFT_TOPO_DUMP_FILE", "WEFT_ALGO",        "WEFT_TUNING_FILE",
+        "WEFT_TOPO_DUMP_FILE", "WEFT_ALGO",        "WEFT_TUNING_FILE",   "WEFT_SHM_CMA",
     };
 
     for (int id = 0; id < WF_PARAM_COUNT; id++) {
@@ -121,6 +121,8 @@ static void test_defaults(void **state)
     assert_string_equal(wf_param_str(WF_PARAM_TOPO_DUMP_FILE), "");
     assert_string_equal(wf_param_str(WF_PARAM_ALGO), "");
     assert_string_equal(wf_param_str(WF_PARAM_TUNING_FILE), "");
+    assert_string_equal(wf_param_str(WF_PARAM_SHM_CMA), "auto");
+    assert_int_equal(wf_param_enum(WF_PARAM_SHM_CMA), 0);
 }
 
 static void expect_number(wf_param_id_t id, const char *text, int64_t expected)
@@ -233,7 +235,8 @@ static void test_enum_values(void **state)
     } cases[] = {
         {WF_PARAM_DEBUG, "NONE", 0},    {WF_PARAM_DEBUG, "error", 1},
         {WF_PARAM_DEBUG, "Warn", 2},    {WF_PARAM_DEBUG, "info", 3},
-        {WF_PARAM_DEBUG, "TRACE", 4},   {WF_PARAM_TRANSPORT, "OFI", 1},
+        {WF_PARAM_DEBUG, "TRACE", 4},   {WF_PARAM_TRANSPORT, "OFI", 1}, {WF_PARAM_TRANSPORT, "Shm", 2},
+        {WF_PARAM_SHM_CMA, "OFF", 1},
         {WF_PARAM_REDUCE_PRECISION, "Native", 1}, {WF_PARAM_MR_CACHE_MONITOR, "NONE", 2},
         {WF_PARAM_MR_CACHE_MONITOR, "patch", 1},
     };
@@ -245,7 +248,8 @@ static void test_enum_values(void **state)
 
     expect_rejected(WF_PARAM_DEBUG, "LOUD", "WEFT_DEBUG=LOUD is not a valid choice",
                     "use one of NONE, ERROR, WARN, INFO, TRACE");
-    expect_rejected(WF_PARAM_TRANSPORT, "verbs", "WEFT_TRANSPORT=verbs", "use one of auto, ofi");
+    expect_rejected(WF_PARAM_TRANSPORT, "verbs", "WEFT_TRANSPORT=verbs", "use one of auto, ofi, shm");
+    expect_rejected(WF_PARAM_SHM_CMA, "on", "WEFT_SHM_CMA=on", "use one of auto, off");
     expect_rejected(WF_PARAM_REDUCE_PRECISION, "float16", "use one of float32, native", NULL);
     expect_rejected(WF_PARAM_MR_CACHE_MONITOR, "off", "use one of auto, patch, none", NULL);
     expect_rejected(WF_PARAM_DEBUG, "INFO ", "not a valid choice", NULL);

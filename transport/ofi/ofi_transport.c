@@ -397,6 +397,13 @@ static uint64_t ofi_remote_address(wf_transport_t *t, const wf_mr_t *mr, const v
     return (uint64_t)((uintptr_t)ptr - mr->base);
 }
 
+/* Every provider weft accepts offers FI_READ and FI_REMOTE_READ (the hints require them). */
+static int ofi_can_read(wf_transport_t *t)
+{
+    (void)t;
+    return 1;
+}
+
 static int ofi_needs_local_mr(wf_transport_t *t)
 {
     return t->mr_local;
@@ -520,6 +527,7 @@ const wf_transport_ops_t wf_ofi_transport = {
     .recv_any = wf_ofi_recv_any,
     .write = wf_ofi_write,
     .read = wf_ofi_read,
+    .can_read = ofi_can_read,
     .progress = wf_ofi_progress,
     .error_string = ofi_error_string,
     .provider_name = ofi_provider_name,
