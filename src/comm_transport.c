@@ -3,7 +3,9 @@
  *
  * auto picks weft's own shared-memory transport when every rank of the communicator is on this
  * node, the communicator fits its rank limit, and WEFT_OFI_PROVIDER names no provider (a user who
- * names one wants libfabric). Otherwise it picks libfabric. shm and ofi force one transport. Every
+ * names one wants libfabric). On several nodes with two or more ranks on one of them, it picks the
+ * route transport: weft's shm inside nodes, libfabric between them. Otherwise it picks libfabric.
+ * shm and ofi force one transport. Every
  * rank makes the same choice from the node map the bootstrap shared, unless the ranks' settings
  * differ, which the provider name in the init allgather then reveals.
  */
