@@ -124,6 +124,11 @@ weft_result_t wf_allreduce_checked(weft_comm_t comm, const void *sendbuf, void *
         return wf_allreduce_rabenseifner(comm, &group, sendbuf, recvbuf, count, plan);
     case WF_ALGO_PULL:
         return wf_allreduce_pull(comm, sendbuf, recvbuf, count, plan);
+    case WF_ALGO_HIERARCHICAL:
+        /* Every rank has the same node map and plan, so all of them take the same branch. */
+        if (wf_allreduce_hierarchical_fits(comm, plan))
+            return wf_allreduce_hierarchical(comm, sendbuf, recvbuf, count, plan);
+        break;
     default:
         break;
     }

@@ -138,6 +138,13 @@ weft_result_t wf_reduce_scatter_pull(weft_comm_t comm, const void *sendbuf, void
                                      const size_t *offsets, const wf_reduce_plan_t *plan);
 weft_result_t wf_allreduce_pull(weft_comm_t comm, const void *sendbuf, void *recvbuf, size_t count,
                                 const wf_reduce_plan_t *plan);
+/*
+ * Hierarchical all-reduce (src/coll/hierarchical.c): reduce-scatter inside each node, all-reduce
+ * of each local rank's block across the nodes, all-gather inside each node. Only where fits says.
+ */
+int wf_allreduce_hierarchical_fits(const weft_comm_t comm, const wf_reduce_plan_t *plan);
+weft_result_t wf_allreduce_hierarchical(weft_comm_t comm, const void *sendbuf, void *recvbuf, size_t count,
+                                        const wf_reduce_plan_t *plan);
 weft_result_t wf_chain_broadcast(weft_comm_t comm, void *buf, size_t bytes, int root);
 weft_result_t wf_dissemination_barrier(weft_comm_t comm);
 

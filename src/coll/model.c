@@ -132,6 +132,8 @@ static void pull(const wf_model_input_t *in, wf_estimate_t *e, double block, int
     e->chunks = chunks(in, block);
 }
 
+static void hierarchical(const wf_model_input_t *in, wf_estimate_t *e);
+
 static void allreduce(const wf_model_input_t *in, wf_algo_t algo, wf_estimate_t *e)
 {
     int n = in->nranks, log_p = floor_log2(n), p = 1 << log_p, folded = n > p;
@@ -163,8 +165,46 @@ static void allreduce(const wf_model_input_t *in, wf_algo_t algo, wf_estimate_t 
     case WF_ALGO_PULL:
         pull(in, e, m / n, 1);
         break;
+    case WF_ALGO_HIERARCHICAL:
+        hierarchical(in, e);
+        break;
     default:
         break;
+    }
+}
+
+static void reduce_scatter(const wf_model_input_t *in, wf_algo_t algo, wf_estimate_t *e);
+static void allgather(const wf_model_input_t *in, wf_algo_t algo, wf_estimate_t *e);
+
+/* Hierarchical: the three phases' estimates added up, with one set of parameters for all. */
+static void hierarchical(const wf_model_input_t *in, wf_estimate_t *e)
+{
+    int per_node = in->ranks_per_node, nodes = in->nnodes;
+    if (nodes < 2 || per_node < 2 || nodes * per_node != in->nranks || in->partial_scale != 1.0) {
+        e->eligible = 0;
+        e->reason = "needs several nodes with the same number (at least 2) of ranks, and partials of the user type";
+        return;
+    }
+    wf_model_input_t intra = *in, inter = *in;
+    intra.nranks = per_node;
+    intra.coll = WF_COLL_REDUCE_SCATTER;
+    intra.block_bytes = in->bytes / (uint64_t)per_node;
+    inter.nranks = nodes;
+    inter.bytes = intra.block_bytes;
+    inter.block_bytes = inter.bytes;
+    wf_estimate_t phase[3];
+    memset(phase, 0, sizeof(phase));
+    for (int i = 0; i < 3; i++)
+        phase[i].chunks = 1.0;
+    reduce_scatter(&intra, WF_ALGO_RECURSIVE_HALVING, &phase[0]);
+    allreduce(&inter, WF_ALGO_RABENSEIFNER, &phase[1]);
+    intra.coll = WF_COLL_ALLGATHER;
+    allgather(&intra, WF_ALGO_BRUCK, &phase[2]);
+    for (int i = 0; i < 3; i++) {
+        e->steps += phase[i].steps;
+        e->messages += phase[i].messages;
+        e->moved += phase[i].moved;
+        e->local += phase[i].local;
     }
 }
 

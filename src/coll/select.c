@@ -32,12 +32,13 @@ static const char *const algo_names[WF_ALGO_COUNT] = {
     [WF_ALGO_CHAIN] = "chain",
     [WF_ALGO_DISSEMINATION] = "dissemination",
     [WF_ALGO_PULL] = "pull",
+    [WF_ALGO_HIERARCHICAL] = "hierarchical",
 };
 
 #define BIT WF_ALGO_BIT
 static const uint32_t coll_algorithms[WF_COLL_COUNT] = {
     [WF_COLL_ALLREDUCE] = BIT(WF_ALGO_DIRECT) | BIT(WF_ALGO_RING) | BIT(WF_ALGO_RECURSIVE_DOUBLING) |
-                          BIT(WF_ALGO_RABENSEIFNER) | BIT(WF_ALGO_PULL),
+                          BIT(WF_ALGO_RABENSEIFNER) | BIT(WF_ALGO_PULL) | BIT(WF_ALGO_HIERARCHICAL),
     [WF_COLL_ALLGATHER] = BIT(WF_ALGO_DIRECT) | BIT(WF_ALGO_RING) | BIT(WF_ALGO_BRUCK),
     [WF_COLL_REDUCE_SCATTER] = BIT(WF_ALGO_DIRECT) | BIT(WF_ALGO_RING) | BIT(WF_ALGO_RECURSIVE_HALVING) |
                                BIT(WF_ALGO_PULL),

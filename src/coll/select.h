@@ -37,6 +37,7 @@ typedef enum {
     WF_ALGO_CHAIN,
     WF_ALGO_DISSEMINATION,
     WF_ALGO_PULL,
+    WF_ALGO_HIERARCHICAL,
     WF_ALGO_COUNT
 } wf_algo_t;
 
@@ -131,8 +132,8 @@ typedef struct {
                              reduce), the whole output (all-gather) or the whole input (reduce-scatter) */
     uint64_t block_bytes; /* the largest per-rank block (all-gather, reduce-scatter), else bytes */
     int nranks;
-    int nnodes;           /* NOTE: no formula uses it yet, it is there for the hierarchical algorithms */
-    int ranks_per_node;   /* NOTE: no formula uses it yet, like nnodes */
+    int nnodes;           /* nodes the ranks are on */
+    int ranks_per_node;   /* ranks on the most populated node */
     double partial_scale; /* partial size / element size of the reduction (2 for float16 sums), 1 without */
     int can_read;         /* the transport offers RDMA read (the pull algorithms need it) */
     uint64_t eager_limit;

@@ -20,7 +20,7 @@
 
 #define BIT WF_ALGO_BIT
 #define ALL_ALLREDUCE (BIT(WF_ALGO_DIRECT) | BIT(WF_ALGO_RING) | BIT(WF_ALGO_RECURSIVE_DOUBLING) | \
-                       BIT(WF_ALGO_RABENSEIFNER) | BIT(WF_ALGO_PULL))
+                       BIT(WF_ALGO_RABENSEIFNER) | BIT(WF_ALGO_PULL) | BIT(WF_ALGO_HIERARCHICAL))
 
 static wf_select_config_t config;
 
@@ -73,7 +73,8 @@ static void test_algo_exclusion(void **state)
     assert_int_equal(config.allowed[WF_COLL_ALLREDUCE], ALL_ALLREDUCE & ~BIT(WF_ALGO_RING));
     parse_algo_ok("allreduce:^ring,direct");
     assert_int_equal(config.allowed[WF_COLL_ALLREDUCE],
-                     BIT(WF_ALGO_RECURSIVE_DOUBLING) | BIT(WF_ALGO_RABENSEIFNER) | BIT(WF_ALGO_PULL));
+                     BIT(WF_ALGO_RECURSIVE_DOUBLING) | BIT(WF_ALGO_RABENSEIFNER) | BIT(WF_ALGO_PULL) |
+                         BIT(WF_ALGO_HIERARCHICAL));
 }
 
 static void test_algo_bare_list(void **state)
@@ -129,7 +130,8 @@ static void test_algo_errors(void **state)
     parse_algo_rejected("ring;direct", "two lists name no collective", NULL);
     parse_algo_rejected("allreduce:ring,^direct", "'^direct' has a '^' inside a list", NULL);
     parse_algo_rejected("barrier:^dissemination", "excludes every barrier algorithm", "dissemination");
-    parse_algo_rejected("allreduce:^direct,ring,recursive_doubling,rabenseifner,pull", "excludes every allreduce",
+    parse_algo_rejected("allreduce:^direct,ring,recursive_doubling,rabenseifner,pull,hierarchical",
+                        "excludes every allreduce",
                         NULL);
     parse_algo_rejected("allreduce:local", "'local' is not an algorithm of allreduce", NULL);
 
