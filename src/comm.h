@@ -141,6 +141,7 @@ struct weft_comm {
     const char *coll_name; /* of the current collective, for messages */
     struct timespec deadline;
     unsigned idle_polls;
+    uint64_t idle_since_ns; /* monotonic time of the first idle poll of the current wait */
     uint64_t lost_check_ms; /* when wf_comm_check_lost_rank last asked the bootstrap (monotonic ms) */
     unsigned tune_logged; /* (collective, algorithm) pairs already logged under TUNE */
 
