@@ -162,6 +162,7 @@ struct weft_comm {
     int max_ranks_per_node;
     uint16_t tune_logged[WF_COLL_COUNT][65]; /* algorithms logged per collective and size class */
     int can_read; /* the transport reads remote memory from every peer (the pull algorithms) */
+    uint64_t idle_since_ns; /* monotonic time of the first idle poll of the current wait */
     uint64_t lost_check_ms; /* when wf_comm_check_lost_rank last asked the bootstrap (monotonic ms) */
 
     volatile uint32_t *arrivals; /* WF_TOKENS counters raised by token writes */

@@ -2,9 +2,11 @@
  * Progress engine: polling the transport, waiting with a deadline, arrival counters.
  *
  * Waiting spins on the completion queue for a short while and then yields the CPU on every poll,
- * so that ranks oversubscribing cores (more ranks than cores) still make progress. When this node
- * has more of the communicator's ranks than this process may run on, the spin is cut to a few
- * polls: the peer a rank waits for is then often waiting for the core this rank spins on.
+ * so that ranks oversubscribing cores (more ranks than cores) still make progress. The spin ends
+ * after comm->spin_polls polls or WF_SPIN_NS, whichever comes first. A rank that shares its core
+ * with the rank it waits for delays that rank by as long as it spins, and 2000 polls of weft's shm
+ * transport took about 50 us. When this node has more of the communicator's ranks than this
+ * process may run on, the spin is cut to WF_SPIN_POLLS_OVERSUBSCRIBED polls.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -16,8 +18,10 @@
 #include "comm.h"
 #include "log.h"
 
-#define WF_SPIN_POLLS 2000 /* idle polls before yielding on each further poll */
-#define WF_SPIN_POLLS_OVERSUBSCRIBED 16
+#define WF_SPIN_POLLS 2000 /* idle polls before yielding on each further poll, at most */
+#define WF_SPIN_POLLS_OVERSUBSCRIBED 16 /* the same when the node's ranks outnumber our CPUs */
+#define WF_SPIN_NS 3000    /* idle time before yielding on each further poll, at most */
+#define WF_SPIN_CLOCK_POLLS 16 /* idle polls between two reads of the clock while spinning */
 #define WF_STATUS_POLLS 20000 /* idle polls after which a wait is recorded in the status record */
 #define WF_LOST_CHECK_MS 1    /* minimum time between two checks for lost ranks when a collective starts */
 
@@ -241,6 +245,24 @@ weft_result_t wf_comm_transport_error(weft_comm_t comm, const char *format, ...)
     return wf_comm_fail(comm, WEFT_ERR_TRANSPORT, "%s", message);
 }
 
+/* Count one idle poll; returns 1 once the spin is over, and from then on until an event arrives. */
+static int spin_ended(weft_comm_t comm)
+{
+    if (++comm->idle_polls >= comm->spin_polls)
+        return 1;
+    if (comm->idle_polls != 1 && comm->idle_polls % WF_SPIN_CLOCK_POLLS != 0)
+        return 0;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    uint64_t now_ns = (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
+    if (comm->idle_polls == 1)
+        comm->idle_since_ns = now_ns;
+    if (now_ns - comm->idle_since_ns < WF_SPIN_NS)
+        return 0;
+    comm->idle_polls = comm->spin_polls; /* later polls skip the clock */
+    return 1;
+}
+
 weft_result_t wf_comm_progress(weft_comm_t comm, int waiting_for)
 {
     if (comm->failure != WEFT_SUCCESS || check_aborted(comm) != WEFT_SUCCESS)
@@ -267,7 +289,7 @@ weft_result_t wf_comm_progress(weft_comm_t comm, int waiting_for)
     }
 
     wf_exec_idle(comm); /* a fiber returns to weft_test here, or other fibers get a turn */
-    if (++comm->idle_polls < comm->spin_polls)
+    if (!spin_ended(comm))
         return WEFT_SUCCESS;
     /* Idle for a while: check for lost ranks and the clock (cheap enough now), and give the core away. */
     if ((comm->idle_polls & 63u) == 0 && check_job(comm, waiting_for, 1) != WEFT_SUCCESS)

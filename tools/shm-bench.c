@@ -1,7 +1,7 @@
 /*
  * shm-bench: latency and bandwidth of weft's shm transport between two processes, per protocol.
  *
- *   shm-bench send|write [--protocol P] [--chunk BYTES] [--min BYTES] [--max BYTES] [--iterations N]
+ *   shm-bench send|write [--protocol P] [--chunk BYTES] [--min BYTES] [--max BYTES] [--iterations N] [--pin]
  *
  * It forks two ranks that connect over a socketpair and run a ping-pong for each size from --min
  * to --max (factor 4). send: rank 0 sends the message and rank 1 sends it back; the table shows
@@ -13,6 +13,8 @@
  *   write: inline (WRITE records through the ring), cma (process_vm_writev in --chunk pieces)
  * Every iteration's data is checked at its first and last byte; the median over --iterations
  * round trips (after as many warm-up ones) is printed with the bandwidth it implies (GB = 1e9 B).
+ * --pin binds rank r to CPU r, so that the two ranks never share a core: when they do, each wait
+ * lasts until the scheduler switches, and the table shows the scheduler instead of the transport.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -37,6 +39,7 @@ typedef struct {
     size_t chunk;
     size_t min_bytes, max_bytes;
     int iterations;
+    int pin;            /* bind rank r to CPU r */
 } options_t;
 
 typedef struct {
@@ -51,7 +54,7 @@ static const wf_transport_ops_t *const ops = &wf_shm_transport;
 static void usage(const char *message, const char *value)
 {
     fprintf(stderr, "shm-bench: %s '%s'\nusage: shm-bench send|write [--protocol P] [--chunk BYTES] [--min BYTES] "
-                    "[--max BYTES] [--iterations N]\n  send protocols: inline, rts, pieces; write protocols: inline, "
+                    "[--max BYTES] [--iterations N] [--pin]\n  send protocols: inline, rts, pieces; write protocols: inline, "
                     "cma\n", message, value ? value : "");
     exit(2);
 }
@@ -73,12 +76,16 @@ static size_t parse_size(const char *text)
 
 static options_t parse_options(int argc, char **argv)
 {
-    options_t options = {0, NULL, WF_SHM_CMA_CHUNK, 64, 64u << 20, 50};
+    options_t options = {0, NULL, WF_SHM_CMA_CHUNK, 64, 64u << 20, 50, 0};
     if (argc < 2 || (strcmp(argv[1], "send") != 0 && strcmp(argv[1], "write") != 0))
         usage("expected send or write, got", argc > 1 ? argv[1] : "");
     options.write_mode = strcmp(argv[1], "write") == 0;
     options.protocol = options.write_mode ? "cma" : "rts";
     for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--pin") == 0) {
+            options.pin = 1;
+            continue;
+        }
         const char *value = i + 1 < argc ? argv[i + 1] : NULL;
         if (value == NULL)
             usage("missing value after", argv[i]);
@@ -222,6 +229,13 @@ static double round_trip(bench_rank_t *rank, const options_t *options, unsigned 
 static int run_rank(int rank_index, int socket, const options_t *options)
 {
     bench_rank_t rank = {.rank = rank_index, .socket = socket};
+    if (options->pin) {
+        cpu_set_t cpus;
+        CPU_ZERO(&cpus);
+        CPU_SET(rank_index, &cpus);
+        if (sched_setaffinity(0, sizeof(cpus), &cpus) != 0)
+            fprintf(stderr, "shm-bench rank %d: cannot bind to CPU %d: %s\n", rank_index, rank_index, strerror(errno));
+    }
     wf_transport_config_t config = {.rank = rank_index, .nranks = 2, .single_node = 1, .on_remote_write = on_write,
                                     .callback_arg = &rank,
                                     .shm_cma_disabled = strcmp(options->protocol, "pieces") == 0};

@@ -45,12 +45,12 @@
 /*
  * Tagged messages up to this many bytes are copied through the ring, and larger ones are pulled by
  * the receiver with process_vm_readv. Writes up to WF_SHM_WRITE_INLINE_MAX go through the ring,
- * larger ones by process_vm_writev. Both limits come from tools/shm-bench ping-pongs on a 2-vCPU
- * virtual machine (docs/benchmarks.md): the ring was faster up to 32 KiB for sends and up to
- * 16 KiB for writes. Either is further capped at a quarter of the ring, so that several records
- * fit in a ring.
+ * larger ones by process_vm_writev. Either is further capped at a quarter of the ring, so that
+ * several records fit in a ring. tools/shm-bench ping-pongs with pinned ranks on a 2-vCPU virtual
+ * machine chose both (docs/benchmarks.md): the ring was faster for sends at every size up to that
+ * cap, 48 KiB included, and for writes up to 12 KiB, while CMA was faster for writes from 32 KiB.
  */
-#define WF_SHM_INLINE_MAX ((size_t)32 << 10)
+#define WF_SHM_INLINE_MAX ((size_t)64 << 10)
 #define WF_SHM_WRITE_INLINE_MAX ((size_t)16 << 10)
 
 /*
