@@ -117,7 +117,7 @@ int main(void)
         expect_init(&tally, "bad tuning file", WEFT_ERR_INVALID_ARGUMENT, path,
                     "line 3: 'bruck' is not an algorithm of allreduce");
     else
-        expect_init(&tally, "bad tuning file elsewhere", WEFT_ERR_REMOTE, "failed to set up its endpoint or settings",
+        expect_init(&tally, "bad tuning file elsewhere", WEFT_ERR_REMOTE, "failed its local setup",
                     NULL);
     unlink(path);
 
