@@ -213,10 +213,10 @@ int main(int argc, char **argv)
 
     /*
      * The victim sends the moment of the fault to everyone while the job is still healthy. The
-     * barrier makes sure every rank has it before the victim can die: a rank that reached the
-     * broadcast only after the fault (on a loaded machine ranks drift apart by more than half an
-     * all-reduce) would fail it, because a collective that starts after a rank was lost fails.
-     * When the barrier ends after the planned moment, the fault comes right after it.
+     * barrier makes sure every rank has it before the victim can die. On a loaded machine ranks
+     * drift apart by more than half an all-reduce, and a rank that reached the broadcast only
+     * after the fault would fail it, because a collective that starts after a rank was lost
+     * fails. When the barrier ends after the planned moment, the fault comes right after it.
      */
     double planned = ct_now() + 0.5 * seconds;
     if (!ct_check_result(&tally, comm, weft_broadcast(&planned, 1, WEFT_FLOAT64, options.victim, comm),

@@ -55,8 +55,8 @@
 
 /*
  * Bytes per process_vm_readv or process_vm_writev call. A larger transfer takes several calls.
- * Chunks of 256 KiB to 64 MiB moved 64 MiB at the same speed within the noise of the machine, and
- * 64 KiB chunks were slower (docs/benchmarks.md).
+ * Chunks from 64 KiB to 64 MiB moved 16 and 64 MiB equally fast within the noise of the machine,
+ * but 64 KiB chunks were slower for writes of 256 KiB and 1 MiB (docs/benchmarks.md).
  */
 #define WF_SHM_CMA_CHUNK ((size_t)1 << 20)
 

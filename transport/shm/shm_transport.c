@@ -98,10 +98,11 @@ static int shm_create(const wf_transport_config_t *config, wf_transport_t **out,
         return rc;
     }
     int first = __atomic_exchange_n(&instance_logged, 1, __ATOMIC_RELAXED) == 0;
+    size_t quarter = (size_t)t->capacity / 4 - sizeof(wf_shm_msg_t);
     if (first)
         WF_SHM_INFO("rank %d of %d: segment %s of %zu KiB, inbound rings of %llu KiB, messages above %zu bytes %s",
                     t->rank, t->nranks, t->name, t->segment_bytes >> 10, (unsigned long long)(t->capacity >> 10),
-                    WF_SHM_INLINE_MAX,
+                    WF_SHM_INLINE_MAX < quarter ? WF_SHM_INLINE_MAX : quarter,
                     t->cma_allowed ? "by cross-memory attach where allowed"
                                    : "through the rings, because WEFT_SHM_CMA=off");
     *out = t;
