@@ -5,8 +5,8 @@
  * through the remote part (the network). Both parts are created for the whole communicator, so
  * ranks keep their numbers. Each part gets the mask of the peers it serves and ignores the others.
  *
- * Registrations are made in both parts, and remote_address answers with the address and key of
- * the part that reaches the writer. When a part needs local descriptors, the wf_mr_t's descriptor is the pair of registrations and each
+ * Registrations are made in both parts, and remote_address returns the address and key of the
+ * part that reaches the writer. When a part needs local descriptors, the wf_mr_t's descriptor is the pair of registrations and each
  * post hands its part the matching one. A receive from any rank is posted in both parts into
  * bounce buffers: whichever completes first is copied to the caller, and the other stays posted
  * until destroy.

@@ -1,7 +1,7 @@
 /*
- * Hierarchical all-reduce for communicators that span nodes with the same number of ranks each:
- * a reduce-scatter inside each node, an all-reduce of each local rank's block across the nodes
- * (local rank l of every node forms rail l), and an all-gather inside each node.
+ * Hierarchical all-reduce for communicators that span nodes with the same number of ranks each.
+ * It runs a reduce-scatter inside each node, then an all-reduce of each local rank's block across
+ * the nodes (local rank l of every node forms rail l), then an all-gather inside each node.
  *
  * Between nodes each rank moves only its node's 1/L of the vector (L ranks per node), and every
  * rail runs at once, one per NIC when the node has several. Inside the node the traffic goes

@@ -114,7 +114,7 @@ static void direct(const wf_model_input_t *in, wf_estimate_t *e, double block, d
 
 /*
  * Pull: the descriptor exchange, reads pipelined in chunks of raw user data (no partial scale),
- * and a "done reading" message to every peer; the all-reduce adds the reads of the reduced blocks
+ * and a "done reading" message to every peer. The all-reduce adds the reads of the reduced blocks
  * and a second round of messages.
  */
 static void pull(const wf_model_input_t *in, wf_estimate_t *e, double block, int gather)
