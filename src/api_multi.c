@@ -83,7 +83,7 @@ static weft_result_t run_multi(weft_comm_t comm, const wf_op_t *op)
     size_t size = op->plan.user_size, small_limit = SMALL_CHUNKS * comm->chunk_size;
     weft_result_t result = WEFT_SUCCESS;
     pack_t pack = {comm->pack_buffer, PACK_CHUNKS * comm->chunk_size, 0, NULL, 0};
-    if (strcmp(comm->ops->provider_name(comm->transport), "shm") == 0 && comm->eager_limit >= 4096) {
+    if (comm->transport_class == WF_TRANSPORT_CLASS_SHM && comm->eager_limit >= 4096) {
         /* Cheap calls: pack only what fits one eager exchange, which needs no extra copy pass. */
         small_limit = comm->eager_limit / 2;
         pack.capacity = comm->eager_limit;

@@ -171,6 +171,9 @@ void wf_select_decide(const wf_select_config_t *config, wf_transport_class_t tra
 /* "; next ring at 12.5 us", naming the runner-up among mask, or "" when there is none. */
 static void describe_runner_up(const wf_choice_t *choice, uint32_t mask, char *out, size_t outlen)
 {
+    for (int algo = 0; algo < WF_ALGO_COUNT; algo++)
+        if (!choice->estimates[algo].eligible)
+            mask &= ~BIT(algo); /* an algorithm that cannot serve the call is nobody's runner-up */
     wf_algo_t next = cheapest(choice, mask & ~BIT(choice->algo));
     out[0] = '\0';
     if (next != WF_ALGO_COUNT)

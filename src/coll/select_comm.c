@@ -54,8 +54,9 @@ weft_result_t wf_select_init(weft_comm_t comm)
         snprintf(comm->last_error, sizeof(comm->last_error), "rank %d: %s", comm->rank, err);
         return WEFT_ERR_INVALID_ARGUMENT;
     }
-    comm->transport_class = strcmp(comm->ops->provider_name(comm->transport), "shm") == 0 ? WF_TRANSPORT_CLASS_SHM
-                                                                                           : WF_TRANSPORT_CLASS_NET;
+    /* Shared memory: weft's own transport or libfabric's shm provider; the route counts as network. */
+    int shm = comm->ops == &wf_shm_transport || strcmp(comm->ops->provider_name(comm->transport), "shm") == 0;
+    comm->transport_class = shm ? WF_TRANSPORT_CLASS_SHM : WF_TRANSPORT_CLASS_NET;
     comm->select_hash = wf_select_hash(config);
     log_configuration(comm);
     return WEFT_SUCCESS;
