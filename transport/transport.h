@@ -97,7 +97,7 @@ typedef struct wf_transport_ops {
 
     /*
      * Read length bytes from the peer's remote_addr/key into buf (RDMA read). The xfer is done
-     * once the data is in buf; the peer is not told. NULL when the transport cannot read.
+     * once the data is in buf, and the peer gets no notification. NULL when the transport cannot read.
      */
     int (*read)(wf_transport_t *t, int peer, void *buf, size_t length, void *desc, uint64_t remote_addr,
                 uint64_t key, wf_xfer_t *xfer);

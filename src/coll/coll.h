@@ -50,7 +50,7 @@ weft_result_t wf_post_write(weft_comm_t comm, int peer, const void *buf, size_t 
                             uint32_t *pieces);
 uint32_t wf_write_pieces(weft_comm_t comm, size_t length);
 
-/* Descriptor of ptr inside mr for rank `writer` (-1: nobody writes; the result is then unused). */
+/* Descriptor of ptr inside mr for rank `writer` (-1: no rank writes, and the result is unused). */
 static inline wf_remote_buffer_t wf_describe_buffer(const weft_comm_t comm, const wf_mr_t *mr, const void *ptr,
                                                     int writer, uint32_t token)
 {
@@ -131,8 +131,8 @@ weft_result_t wf_ring_reduce_scatter(weft_comm_t comm, const void *sendbuf, void
 weft_result_t wf_ring_reduce(weft_comm_t comm, const void *sendbuf, void *recvbuf, const size_t *counts,
                              const size_t *offsets, const wf_reduce_plan_t *plan, int root);
 /*
- * Pull algorithms (src/coll/pull.c), for transports with RDMA read: each rank reads its block out
- * of every peer's send buffer and reduces it; the all-reduce then reads the peers' reduced blocks.
+ * Pull algorithms (src/coll/pull.c), for transports with RDMA read. Each rank reads its block out
+ * of every peer's send buffer and reduces it. The all-reduce then reads the peers' reduced blocks.
  */
 weft_result_t wf_reduce_scatter_pull(weft_comm_t comm, const void *sendbuf, void *recvbuf, const size_t *counts,
                                      const size_t *offsets, const wf_reduce_plan_t *plan);
@@ -140,7 +140,8 @@ weft_result_t wf_allreduce_pull(weft_comm_t comm, const void *sendbuf, void *rec
                                 const wf_reduce_plan_t *plan);
 /*
  * Hierarchical all-reduce (src/coll/hierarchical.c): reduce-scatter inside each node, all-reduce
- * of each local rank's block across the nodes, all-gather inside each node. Only where fits says.
+ * of each local rank's block across the nodes, all-gather inside each node. Call it only where
+ * wf_allreduce_hierarchical_fits returns non-zero.
  */
 int wf_allreduce_hierarchical_fits(const weft_comm_t comm, const wf_reduce_plan_t *plan);
 weft_result_t wf_allreduce_hierarchical(weft_comm_t comm, const void *sendbuf, void *recvbuf, size_t count,

@@ -10,7 +10,7 @@
  *
  * Results are rounded between phases, so the algorithm serves only reductions whose partial sums
  * are of the user's type and that need no final division: not 16-bit floats in float32 precision,
- * not WEFT_AVG. wf_allreduce_hierarchical_fits says so, and the caller takes the ring otherwise.
+ * not WEFT_AVG. wf_allreduce_hierarchical_fits checks this, and the caller takes the ring otherwise.
  */
 #include <stdlib.h>
 

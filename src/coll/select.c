@@ -6,9 +6,9 @@
  * - else, among the collective's algorithms that WEFT_ALGO allows and that can serve the call, the
  *   first tuning-file rule that covers the size and rank count and names one of them wins;
  * - else the one of them with the lowest model estimate wins.
- * When WEFT_ALGO allows none that can serve the call (it allows only direct, and the blocks are
- * above WEFT_EAGER_LIMIT), the model picks among all of the collective's algorithms, and a warning
- * says so once.
+ * WEFT_ALGO may allow none that can serve the call, for example only direct with blocks above
+ * WEFT_EAGER_LIMIT. The model then picks among all of the collective's algorithms and logs one
+ * warning.
  */
 #include <stdio.h>
 #include <string.h>

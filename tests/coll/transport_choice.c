@@ -57,7 +57,7 @@ static void set_case_environment(const choice_case_t *c, int rank, int nranks)
 }
 
 /* The expected init failure: the right result and a message naming both nodes. */
-static void check_refusal(ct_tally_t *tally, const choice_case_t *c, weft_result_t result, int nranks)
+static void check_init_rejected(ct_tally_t *tally, const choice_case_t *c, weft_result_t result, int nranks)
 {
     const char *message = weft_comm_last_error(NULL);
     char first[64], second[64];
@@ -80,7 +80,7 @@ static void run_case(ct_tally_t *tally, const choice_case_t *c, int rank, int nr
     weft_comm_t comm = NULL;
     weft_result_t result = weft_comm_init_env(&comm);
     if (c->expected == NULL) {
-        check_refusal(tally, c, result, nranks);
+        check_init_rejected(tally, c, result, nranks);
         if (result == WEFT_SUCCESS)
             weft_comm_destroy(comm);
         return;

@@ -148,7 +148,7 @@ typedef struct wf_shm_recv {
 /* A message that arrived before its receive. */
 typedef struct wf_shm_unexpected {
     struct wf_shm_unexpected *next;
-    wf_shm_kind_t kind;  /* EAGER (data holds it), RTS (to pull) or FRAGMENT (data being assembled) */
+    wf_shm_kind_t kind;  /* EAGER (data contains it), RTS (to pull) or FRAGMENT (data being assembled) */
     uint64_t tag;
     size_t size;
     size_t filled;       /* FRAGMENT: bytes assembled so far */
@@ -165,7 +165,7 @@ typedef struct wf_shm_pending_done {
     int32_t status;
 } wf_shm_pending_done_t;
 
-/* State of one peer, as this rank sees it. */
+/* State of one peer, as recorded by this rank. */
 typedef struct {
     int pid;
     uint64_t capacity;               /* of the peer's rings */
@@ -304,7 +304,7 @@ int wf_shm_progress(struct wf_transport *t);
 /* shm_progress.c: drain every inbound ring once; returns the records handled or a negative code. */
 int wf_shm_poll(struct wf_transport *t);
 
-/* shm_progress.c: push the DONE answers that waited for ring space; returns how many are left. */
+/* shm_progress.c: push the DONE replies that waited for ring space, and return how many are left. */
 size_t wf_shm_flush_dones(struct wf_transport *t);
 
 /*

@@ -33,7 +33,7 @@
 
 static pthread_once_t stale_segments_once = PTHREAD_ONCE_INIT;
 static unsigned segment_counter;
-static int cma_refusal_logged;
+static int cma_denial_logged;
 
 uint64_t wf_shm_ring_capacity(int nranks)
 {
@@ -274,7 +274,7 @@ void wf_shm_probe_cma(struct wf_transport *t, const wf_shm_address_t *addresses)
         /* Reading and writing another process's memory pass the same ptrace access check. */
         t->peers[p].cma_writable = result == WF_SHM_CMA_ALLOWED;
         atomic_store_explicit(&t->segment->pullable[p], (uint8_t)result, memory_order_release);
-        if (error != 0 && !__atomic_exchange_n(&cma_refusal_logged, 1, __ATOMIC_RELAXED))
+        if (error != 0 && !__atomic_exchange_n(&cma_denial_logged, 1, __ATOMIC_RELAXED))
             WF_SHM_INFO("rank %d cannot access the memory of rank %d (pid %d) by cross-memory attach: %s; messages "
                         "above %zu bytes go through the shared-memory rings instead (ptrace restrictions such as "
                         "Yama's ptrace_scope or a seccomp filter cause this)",
