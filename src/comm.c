@@ -147,6 +147,10 @@ static weft_result_t open_transport(weft_comm_t comm, wf_rank_info_t *mine)
                                     .callback_arg = comm,
                                     .node_of_rank = comm->nodes.node_of_rank,
                                     .shm_cma_disabled = wf_param_enum(WF_PARAM_SHM_CMA) == 1};
+    /* Local rank l takes rail l modulo the equally near ones, so a node's ranks spread over its NICs. */
+    const wf_topo_summary_t *me = &comm->summaries[comm->rank];
+    if (me->nrails > 0)
+        config.rail = me->rails[comm->nodes.local_rank[comm->rank] % me->nrails].name;
     char err[512] = "";
     int rc;
     if (comm->ops == &wf_route_transport) {

@@ -56,6 +56,12 @@ typedef struct {
     /* Node index of every rank, for transports that route by node; may be NULL. */
     const int *node_of_rank;
     int shm_cma_disabled; /* shm: copy every payload through shared memory, never by cross-memory attach */
+    /*
+     * Device this rank should send through, from the topology's NIC choice ("mlx5_1"); NULL or ""
+     * for the provider's first domain. Local ranks spread over equally near devices, so several
+     * NICs carry traffic at once (rails).
+     */
+    const char *rail;
 } wf_transport_config_t;
 
 typedef struct wf_transport_ops {

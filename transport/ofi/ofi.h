@@ -148,6 +148,13 @@ int wf_ofi_choose_provider(const char *const *names, size_t count, const char *r
 struct fi_info *wf_ofi_select(const wf_transport_config_t *config, int *rc, char *err, size_t errlen,
                               const char **reason);
 
+/*
+ * The entry of provider prov_name in list whose domain is the device rail: its name exactly, or
+ * the name followed by '-' and a suffix (verbs lists "mlx5_0-xrc", efa "rdmap0s6-rdm"). NULL when
+ * the provider offers no domain on that device.
+ */
+const struct fi_info *wf_ofi_rail_entry(const struct fi_info *list, const char *prov_name, const char *rail);
+
 /* Usable tag bits of a provider's mem_tag_format (fi_endpoint(3): leading zero bits are ignored). */
 int wf_ofi_tag_bits(uint64_t mem_tag_format);
 

@@ -3,8 +3,10 @@
  *
  * The fi_getinfo hints carry every requirement they can express: RDM endpoint, tagged messages
  * matched by source, RMA writes, the MR modes and context modes weft handles, and an AV table.
- * wf_ofi_info_acceptable checks the rest. Each rank chooses independently, so the choice depends only on the configuration
- * and on the order fi_getinfo returns; the caller makes single_node agree across ranks.
+ * wf_ofi_info_acceptable checks the rest. Each rank chooses independently, so the provider depends
+ * only on the configuration and on the order fi_getinfo returns; the caller makes single_node agree
+ * across ranks. The domain may differ between ranks: each takes the one on the device the topology
+ * chose for it (config->rail), when its provider offers one there.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -229,6 +231,37 @@ static const struct fi_info *first_entry_of(const struct fi_info *list, const ch
     return list;
 }
 
+const struct fi_info *wf_ofi_rail_entry(const struct fi_info *list, const char *prov_name, const char *rail)
+{
+    size_t length = strlen(rail);
+    for (const struct fi_info *entry = list; entry != NULL && length > 0; entry = entry->next) {
+        const char *domain = entry->domain_attr != NULL ? entry->domain_attr->name : NULL;
+        if (domain == NULL || strcmp(entry->fabric_attr->prov_name, prov_name) != 0)
+            continue;
+        if (strncmp(domain, rail, length) == 0 && (domain[length] == '\0' || domain[length] == '-'))
+            return entry;
+    }
+    return NULL;
+}
+
+/* Return the entry on the rank's rail when the provider has a domain on that device, else entry. */
+static const struct fi_info *entry_on_rail(const struct fi_info *list, const struct fi_info *entry,
+                                           const wf_transport_config_t *config)
+{
+    if (config->rail == NULL || config->rail[0] == '\0')
+        return entry;
+    const struct fi_info *on_rail = wf_ofi_rail_entry(list, entry->fabric_attr->prov_name, config->rail);
+    if (on_rail == NULL) {
+        WF_OFI_TRACE("rank %d: provider %s has no domain on device %s, the NIC the topology chose; using "
+                     "its first domain %s", config->rank, entry->fabric_attr->prov_name, config->rail,
+                     entry->domain_attr->name);
+        return entry;
+    }
+    WF_OFI_INFO("rank %d: domain %s of provider %s, on device %s that the topology chose for this rank",
+                config->rank, on_rail->domain_attr->name, on_rail->fabric_attr->prov_name, config->rail);
+    return on_rail;
+}
+
 struct fi_info *wf_ofi_select(const wf_transport_config_t *config, int *rc, char *err, size_t errlen,
                               const char **reason)
 {
@@ -292,7 +325,7 @@ struct fi_info *wf_ofi_select(const wf_transport_config_t *config, int *rc, char
         *rc = -E2BIG;
         return NULL;
     }
-    struct fi_info *copy = fi_dupinfo(entry);
+    struct fi_info *copy = fi_dupinfo(entry_on_rail(list, entry, config));
     free(names);
     fi_freeinfo(list);
     if (copy == NULL) {
