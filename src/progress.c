@@ -183,13 +183,13 @@ static weft_result_t blame_lost_rank(weft_comm_t comm)
         return WEFT_SUCCESS;
     for (int waited = 0; waited <= WF_BLAME_MS; waited += 10) {
         if (comm->bootstrap->check(comm->bootstrap) != WEFT_SUCCESS) {
-            char detail[400];
-            snprintf(detail, sizeof(detail), "%s", comm->ops->error_string(comm->transport));
+            char detail[400] = "";
+            const char *text = comm->ops->error_string(comm->transport);
+            if (text[0] != '\0')
+                snprintf(detail, sizeof(detail), " (the transport reported: %.300s)", text);
             return wf_comm_fail(comm, WEFT_ERR_REMOTE,
-                                "%s (call %u) on rank %d failed because the job lost a rank: %.380s (the transport "
-                                "reported: %.300s)",
-                                comm->coll_name, comm->seq, comm->rank, wf_bootstrap_last_error(comm->bootstrap),
-                                detail);
+                                "%s (call %u) on rank %d failed because the job lost a rank: %.380s%s", comm->coll_name,
+                                comm->seq, comm->rank, wf_bootstrap_last_error(comm->bootstrap), detail);
         }
         struct timespec pause = {0, 10 * 1000000L};
         nanosleep(&pause, NULL);

@@ -179,6 +179,13 @@ static int handle_error(struct wf_transport *t)
     }
 
     wf_ofi_op_t *op = op_of_context(err.op_context);
+    if (error == FI_ECANCELED) {
+        /* weft cancelled it (a failed communicator drains its receives), so this is no new error. */
+        WF_OFI_TRACE("%s of %zu bytes with rank %d (tag 0x%llx) cancelled", wf_ofi_op_name(op->kind), op->length,
+                     op->peer, (unsigned long long)op->tag);
+        complete_op(t, op, err.len, rc);
+        return 1;
+    }
     if (error == FI_ETRUNC && op->kind == WF_OFI_OP_RECV) {
         /* olen is the number of bytes cut off, but tcp;ofi_rxm and shm of libfabric 1.17 leave it 0. */
         char cut[64] = "";
