@@ -81,6 +81,9 @@ weft_result_t wf_select_init(weft_comm_t comm);
  * rank. Logs the first use of each algorithm per collective and size class at INFO under TUNE.
  */
 wf_algo_t wf_select(weft_comm_t comm, wf_coll_t coll, uint64_t bytes, uint64_t block_bytes, double partial_scale);
+/* wf_select for the v forms (weft_allgatherv, weft_reduce_scatterv), whose blocks may differ. */
+wf_algo_t wf_select_uneven(weft_comm_t comm, wf_coll_t coll, uint64_t bytes, uint64_t block_bytes,
+                           double partial_scale);
 
 /* Ring neighbours. */
 static inline int wf_right(const weft_comm_t comm) { return (comm->rank + 1) % comm->nranks; }
