@@ -331,6 +331,9 @@ static void add_phase(wf_estimate_t *e, const wf_model_input_t *phase_in, wf_alg
  *   with the output packed and unpacked once more;
  * - reduce-scatter: the input packed by rail, recursive halving inside nodes, then recursive
  *   halving across nodes on 1/L of the input.
+ * NOTE: the phase across nodes is priced as if each rail had the network to itself. When the L
+ * rails of a node share one NIC, each gets about 1/L of its bandwidth, so for large messages the
+ * estimate favours hierarchical more than such a node would.
  */
 static void hierarchical(const wf_model_input_t *in, const wf_model_params_t *intra, const wf_model_params_t *inter,
                          wf_estimate_t *e)
