@@ -126,7 +126,7 @@ weft_result_t wf_allreduce_checked(weft_comm_t comm, const void *sendbuf, void *
         return wf_allreduce_pull(comm, sendbuf, recvbuf, count, plan);
     case WF_ALGO_HIERARCHICAL:
         /* Every rank has the same node map and plan, so all of them take the same branch. */
-        if (wf_allreduce_hierarchical_fits(comm, plan))
+        if (wf_hierarchical_fits(comm, plan))
             return wf_allreduce_hierarchical(comm, sendbuf, recvbuf, count, plan);
         break;
     default:
@@ -231,6 +231,8 @@ static weft_result_t run_allgather(weft_comm_t comm, const wf_op_t *op)
     wf_algo_t algo = wf_select(comm, WF_COLL_ALLGATHER, total, block, 1.0);
     if (algo == WF_ALGO_LOCAL)
         return WEFT_SUCCESS;
+    if (algo == WF_ALGO_HIERARCHICAL && wf_hierarchical_fits(comm, NULL))
+        return wf_allgather_hierarchical(comm, op->recvbuf, block); /* else the ring, on every rank alike */
     size_t *bytes = wf_block_tables(comm, 2);
     if (bytes == NULL)
         return comm->failure;
@@ -299,6 +301,8 @@ static weft_result_t run_reduce_scatter(weft_comm_t comm, const wf_op_t *op)
             memcpy(op->recvbuf, op->sendbuf, block);
         return WEFT_SUCCESS;
     }
+    if (algo == WF_ALGO_HIERARCHICAL && wf_hierarchical_fits(comm, &op->plan))
+        return wf_reduce_scatter_hierarchical(comm, op->sendbuf, op->recvbuf, op->count, &op->plan);
     size_t *counts = wf_block_tables(comm, 2);
     if (counts == NULL)
         return comm->failure;

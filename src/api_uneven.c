@@ -73,7 +73,7 @@ static weft_result_t run_allgatherv(weft_comm_t comm, const wf_op_t *op)
             total = offsets[r] + bytes[r];
     }
     wf_group_t group = wf_group_all(comm);
-    switch (wf_select(comm, WF_COLL_ALLGATHER, total, largest, 1.0)) {
+    switch (wf_select_uneven(comm, WF_COLL_ALLGATHER, total, largest, 1.0)) {
     case WF_ALGO_LOCAL:
         break;
     case WF_ALGO_DIRECT:
@@ -167,7 +167,8 @@ static weft_result_t run_reduce_scatterv(weft_comm_t comm, const wf_op_t *op)
     wf_coll_begin(comm, "reduce_scatterv", WF_SIGNATURE(WF_KIND_REDUCE_SCATTERV, total, op->datatype, op->reduce_op,
                                                         -1, wf_layout_hash(op->counts, NULL, n)));
     wf_group_t group = wf_group_all(comm);
-    switch (wf_select(comm, WF_COLL_REDUCE_SCATTER, total * size, largest, wf_partial_scale(&op->plan))) {
+    switch (wf_select_uneven(comm, WF_COLL_REDUCE_SCATTER, total * size, largest,
+                             wf_partial_scale(&op->plan))) {
     case WF_ALGO_LOCAL:
         if (op->recvbuf != op->sendbuf)
             memcpy(op->recvbuf, op->sendbuf, counts[comm->rank] * size);

@@ -157,7 +157,9 @@ struct weft_comm {
     unsigned spin_polls;  /* idle polls before a wait starts yielding the core (set by wf_comm_set_spin) */
     /* Algorithm selection (src/coll/select.h), set up at init and agreed by every rank. */
     wf_select_config_t select;
-    wf_transport_class_t transport_class; /* which column of model parameters applies */
+    wf_transport_class_t transport_class; /* of the whole transport (the route counts as net) */
+    wf_transport_class_t intra_class;     /* model parameters between ranks of one node */
+    wf_transport_class_t inter_class;     /* model parameters between nodes */
     uint64_t select_hash;                 /* of select, compared across ranks at init */
     int max_ranks_per_node;
     uint16_t tune_logged[WF_COLL_COUNT][65]; /* algorithms logged per collective and size class */

@@ -96,16 +96,16 @@ static int build_input(const wf_explain_request_t *request, wf_model_input_t *in
     wf_reduce_plan(&plan, (weft_datatype_t)type, (weft_op_t)op, native);
     int reduces = coll == WF_COLL_ALLREDUCE || coll == WF_COLL_REDUCE_SCATTER || coll == WF_COLL_REDUCE;
     int per_rank = coll == WF_COLL_ALLGATHER || coll == WF_COLL_REDUCE_SCATTER;
-    *input = (wf_model_input_t){(wf_coll_t)coll,
-                                bytes,
-                                per_rank ? bytes / (uint64_t)request->nranks : bytes,
-                                request->nranks,
-                                request->nnodes,
-                                (request->nranks + request->nnodes - 1) / request->nnodes,
-                                reduces ? (double)plan.partial_size / (double)plan.user_size : 1.0,
-                                1, /* every transport weft opens today can read remote memory */
-                                (uint64_t)wf_param_int(WF_PARAM_EAGER_LIMIT),
-                                (uint64_t)wf_param_int(WF_PARAM_CHUNK_SIZE)};
+    *input = (wf_model_input_t){.coll = (wf_coll_t)coll,
+                                .bytes = bytes,
+                                .block_bytes = per_rank ? bytes / (uint64_t)request->nranks : bytes,
+                                .nranks = request->nranks,
+                                .nnodes = request->nnodes,
+                                .ranks_per_node = (request->nranks + request->nnodes - 1) / request->nnodes,
+                                .partial_scale = reduces ? (double)plan.partial_size / (double)plan.user_size : 1.0,
+                                .can_read = 1, /* every transport weft opens today can read remote memory */
+                                .eager_limit = (uint64_t)wf_param_int(WF_PARAM_EAGER_LIMIT),
+                                .chunk_size = (uint64_t)wf_param_int(WF_PARAM_CHUNK_SIZE)};
     return 0;
 }
 
@@ -133,6 +133,42 @@ static void print_table(const wf_select_config_t *config, const wf_model_input_t
     }
 }
 
+/*
+ * Set the transport class of each level from --transport, or as WEFT_TRANSPORT=auto would choose:
+ * weft's shm on one node, the route transport (shm inside nodes, net between them) on several,
+ * and libfabric alone when every node has one rank. Prints the reason and returns -1 when invalid.
+ */
+static int set_levels(const wf_explain_request_t *request, wf_model_input_t *input)
+{
+    const char *transport = request->transport;
+    if (transport == NULL && input->nnodes == 1)
+        transport = "shm";
+    else if (transport == NULL && input->nranks > input->nnodes)
+        transport = "route";
+    else if (transport == NULL)
+        transport = "net";
+    if (strcasecmp(transport, "shm") == 0) {
+        input->intra_class = input->inter_class = WF_TRANSPORT_CLASS_SHM;
+    } else if (strcasecmp(transport, "net") == 0) {
+        input->intra_class = input->inter_class = WF_TRANSPORT_CLASS_NET;
+    } else if (strcasecmp(transport, "route") == 0) {
+        input->intra_class = WF_TRANSPORT_CLASS_SHM;
+        input->inter_class = input->nnodes > 1 ? WF_TRANSPORT_CLASS_NET : WF_TRANSPORT_CLASS_SHM;
+    } else {
+        fprintf(stderr, "weft-info: unknown transport '%s'; use shm, net or route\n", transport);
+        return -1;
+    }
+    return 0;
+}
+
+static void print_level(const wf_select_config_t *config, wf_transport_class_t level, const char *where)
+{
+    const wf_model_params_t *params = &config->params[level];
+    printf("%s model %s: alpha %.2f us, overhead %.2f us, beta %.3f ns/byte, gamma %.3f ns/byte\n",
+           wf_transport_class_name(level), where, params->alpha_us, params->overhead_us, params->beta_ns_per_byte,
+           params->gamma_ns_per_byte);
+}
+
 int wf_explain(const wf_explain_request_t *request)
 {
     wf_select_config_t config;
@@ -148,19 +184,9 @@ int wf_explain(const wf_explain_request_t *request)
     }
     if (load_config(&config) != 0 || build_input(request, &input) != 0)
         return 2;
-    /* Without --transport: shm parameters on one node, net parameters across nodes. */
-    wf_transport_class_t transport = request->nnodes > 1 ? WF_TRANSPORT_CLASS_NET : WF_TRANSPORT_CLASS_SHM;
-    if (request->transport != NULL && strcasecmp(request->transport, "shm") == 0) {
-        transport = WF_TRANSPORT_CLASS_SHM;
-    } else if (request->transport != NULL && strcasecmp(request->transport, "net") == 0) {
-        transport = WF_TRANSPORT_CLASS_NET;
-    } else if (request->transport != NULL) {
-        fprintf(stderr, "weft-info: unknown transport '%s'; use shm or net\n", request->transport);
+    if (set_levels(request, &input) != 0)
         return 2;
-    }
-
-    const wf_model_params_t *params = &config.params[transport];
-    wf_select_decide(&config, transport, &input, &choice);
+    wf_select_decide(&config, &input, &choice);
     char what[96] = "";
     if (input.coll != WF_COLL_BARRIER)
         snprintf(what, sizeof(what), " (%s %s)", request->datatype, request->op);
@@ -168,10 +194,11 @@ int wf_explain(const wf_explain_request_t *request)
         snprintf(what, sizeof(what), " (%s)", request->datatype);
     printf("%s of %llu bytes%s on %d ranks, %d node%s\n", wf_coll_name(input.coll), (unsigned long long)input.bytes,
            what, input.nranks, input.nnodes, input.nnodes == 1 ? "" : "s");
-    printf("%s model: alpha %.2f us, overhead %.2f us, beta %.3f ns/byte, gamma %.3f ns/byte; eager limit %llu, "
-           "chunk %llu bytes\n\n", transport == WF_TRANSPORT_CLASS_SHM ? "shm" : "net", params->alpha_us,
-           params->overhead_us, params->beta_ns_per_byte, params->gamma_ns_per_byte,
-           (unsigned long long)input.eager_limit, (unsigned long long)input.chunk_size);
+    print_level(&config, input.intra_class, input.nnodes > 1 ? "inside nodes" : "on the node");
+    if (input.nnodes > 1)
+        print_level(&config, input.inter_class, "between nodes");
+    printf("eager limit %llu, chunk %llu bytes\n\n", (unsigned long long)input.eager_limit,
+           (unsigned long long)input.chunk_size);
     print_table(&config, &input, &choice);
     wf_choice_describe(&choice, &config, &input, reason, sizeof(reason));
     printf("\nchoice: %s (%s)\n", wf_algo_name(choice.algo), reason);

@@ -7,7 +7,7 @@ typedef struct {
     const char *size;      /* bytes as nccl-tests counts them, with an optional K, M or G suffix */
     const char *datatype;  /* weft datatype name, e.g. float32 */
     const char *op;        /* sum, prod, min, max or avg */
-    const char *transport; /* "shm", "net", or NULL: shm on one node, net on several */
+    const char *transport; /* "shm", "net", "route", or NULL: what WEFT_TRANSPORT=auto would open */
     int nranks;
     int nnodes;
 } wf_explain_request_t;

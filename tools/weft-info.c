@@ -22,7 +22,7 @@ static void print_usage(FILE *out)
 {
     fprintf(out,
             "Usage: weft-info [--params | --topo]\n"
-            "       weft-info --explain COLLECTIVE SIZE [-n RANKS] [--nodes N] [--transport shm|net]\n"
+            "       weft-info --explain COLLECTIVE SIZE [-n RANKS] [--nodes N] [--transport shm|net|route]\n"
             "                 [--datatype TYPE] [--op OP]\n"
             "Print the weft version, every WEFT_* parameter (value, source, description), the\n"
             "libfabric providers weft can open, and the topology of this process. With --explain,\n"
@@ -38,7 +38,9 @@ static void print_usage(FILE *out)
             "                    nccl-tests counts them (K, M, G suffixes allowed)\n"
             "  -n, --ranks N     ranks of the communicator (default 8)\n"
             "  --nodes N         nodes they are spread over (default 1)\n"
-            "  --transport T     model parameters of shm or net (default: shm on one node)\n"
+            "  --transport T     shm: shm parameters everywhere; net: net parameters everywhere;\n"
+            "                    route: shm inside nodes and net between them (default: shm on\n"
+            "                    one node, route on several, net with one rank per node)\n"
             "  --datatype TYPE   element type, e.g. float16 (default float32)\n"
             "  --op OP           sum, prod, min, max or avg (default sum)\n"
             "  -h, --help        print this help\n");

@@ -81,6 +81,9 @@ weft_result_t wf_select_init(weft_comm_t comm);
  * rank. Logs the first use of each algorithm per collective and size class at INFO under TUNE.
  */
 wf_algo_t wf_select(weft_comm_t comm, wf_coll_t coll, uint64_t bytes, uint64_t block_bytes, double partial_scale);
+/* wf_select for the v forms (weft_allgatherv, weft_reduce_scatterv), whose blocks may differ. */
+wf_algo_t wf_select_uneven(weft_comm_t comm, wf_coll_t coll, uint64_t bytes, uint64_t block_bytes,
+                           double partial_scale);
 
 /* Ring neighbours. */
 static inline int wf_right(const weft_comm_t comm) { return (comm->rank + 1) % comm->nranks; }
@@ -139,13 +142,20 @@ weft_result_t wf_reduce_scatter_pull(weft_comm_t comm, const void *sendbuf, void
 weft_result_t wf_allreduce_pull(weft_comm_t comm, const void *sendbuf, void *recvbuf, size_t count,
                                 const wf_reduce_plan_t *plan);
 /*
- * Hierarchical all-reduce (src/coll/hierarchical.c): reduce-scatter inside each node, all-reduce
- * of each local rank's block across the nodes, all-gather inside each node. Call it only where
- * wf_allreduce_hierarchical_fits returns non-zero.
+ * Hierarchical algorithms (src/coll/hierarchical.c), in a phase inside each node and a phase
+ * across the rails (local rank l of every node). Call them only where wf_hierarchical_fits returns
+ * non-zero: the same number (at least 2) of ranks on each of at least 2 nodes and, for a plan,
+ * partials of the user type. plan is NULL for the all-gather.
  */
-int wf_allreduce_hierarchical_fits(const weft_comm_t comm, const wf_reduce_plan_t *plan);
+int wf_hierarchical_fits(const weft_comm_t comm, const wf_reduce_plan_t *plan);
+/* Reduce-scatter inside each node, all-reduce across the rails, all-gather inside each node. */
 weft_result_t wf_allreduce_hierarchical(weft_comm_t comm, const void *sendbuf, void *recvbuf, size_t count,
                                         const wf_reduce_plan_t *plan);
+/* All-gather of block bytes per rank across the rails, then inside each node. recvbuf already has this rank's block. */
+weft_result_t wf_allgather_hierarchical(weft_comm_t comm, void *recvbuf, size_t block);
+/* Reduce-scatter of count elements per rank inside each node, then across the rails. */
+weft_result_t wf_reduce_scatter_hierarchical(weft_comm_t comm, const void *sendbuf, void *recvbuf, size_t count,
+                                             const wf_reduce_plan_t *plan);
 weft_result_t wf_chain_broadcast(weft_comm_t comm, void *buf, size_t bytes, int root);
 weft_result_t wf_dissemination_barrier(weft_comm_t comm);
 

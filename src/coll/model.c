@@ -14,6 +14,13 @@
  * counts instead of the sum. Partials wider than the element type (float16 sums in float32) scale
  * the bytes of the reducing phases by partial_scale.
  *
+ * Parameters come per level: intra between ranks of one node, inter between nodes. A flat
+ * algorithm on several nodes is priced with inter for every step. Its ring, halving or doubling
+ * partners cross nodes in most steps, and each step waits for the slowest pair, so inter fits the
+ * critical path. NOTE: this overestimates flat algorithms whose early steps stay inside a node,
+ * such as recursive doubling with ranks numbered node by node. A hierarchical algorithm is priced
+ * phase by phase: the phases inside nodes with intra, the phase across nodes with inter.
+ *
  * The formulas count what src/coll/ does, and docs/algorithms.md tabulates them. They are
  * estimates for ranking algorithms, not predictions of absolute time.
  */
@@ -55,6 +62,11 @@ double *wf_model_param_field(wf_model_params_t *params, int i)
 wf_model_params_t wf_model_defaults(wf_transport_class_t transport)
 {
     return default_params[transport];
+}
+
+const char *wf_transport_class_name(wf_transport_class_t transport)
+{
+    return transport == WF_TRANSPORT_CLASS_SHM ? "shm" : "net";
 }
 
 /* Latencies of one message: one eager message, or a descriptor and an RDMA write. */
@@ -132,8 +144,6 @@ static void pull(const wf_model_input_t *in, wf_estimate_t *e, double block, int
     e->chunks = chunks(in, block);
 }
 
-static void hierarchical(const wf_model_input_t *in, wf_estimate_t *e);
-
 static void allreduce(const wf_model_input_t *in, wf_algo_t algo, wf_estimate_t *e)
 {
     int n = in->nranks, log_p = floor_log2(n), p = 1 << log_p, folded = n > p;
@@ -165,46 +175,8 @@ static void allreduce(const wf_model_input_t *in, wf_algo_t algo, wf_estimate_t 
     case WF_ALGO_PULL:
         pull(in, e, m / n, 1);
         break;
-    case WF_ALGO_HIERARCHICAL:
-        hierarchical(in, e);
-        break;
     default:
         break;
-    }
-}
-
-static void reduce_scatter(const wf_model_input_t *in, wf_algo_t algo, wf_estimate_t *e);
-static void allgather(const wf_model_input_t *in, wf_algo_t algo, wf_estimate_t *e);
-
-/* Hierarchical: the three phases' estimates added up, with one set of parameters for all. */
-static void hierarchical(const wf_model_input_t *in, wf_estimate_t *e)
-{
-    int per_node = in->ranks_per_node, nodes = in->nnodes;
-    if (nodes < 2 || per_node < 2 || nodes * per_node != in->nranks || in->partial_scale != 1.0) {
-        e->eligible = 0;
-        e->reason = "needs several nodes with the same number (at least 2) of ranks, and partials of the user type";
-        return;
-    }
-    wf_model_input_t intra = *in, inter = *in;
-    intra.nranks = per_node;
-    intra.coll = WF_COLL_REDUCE_SCATTER;
-    intra.block_bytes = in->bytes / (uint64_t)per_node;
-    inter.nranks = nodes;
-    inter.bytes = intra.block_bytes;
-    inter.block_bytes = inter.bytes;
-    wf_estimate_t phase[3];
-    memset(phase, 0, sizeof(phase));
-    for (int i = 0; i < 3; i++)
-        phase[i].chunks = 1.0;
-    reduce_scatter(&intra, WF_ALGO_RECURSIVE_HALVING, &phase[0]);
-    allreduce(&inter, WF_ALGO_RABENSEIFNER, &phase[1]);
-    intra.coll = WF_COLL_ALLGATHER;
-    allgather(&intra, WF_ALGO_BRUCK, &phase[2]);
-    for (int i = 0; i < 3; i++) {
-        e->steps += phase[i].steps;
-        e->messages += phase[i].messages;
-        e->moved += phase[i].moved;
-        e->local += phase[i].local;
     }
 }
 
@@ -296,31 +268,129 @@ static void rooted(const wf_model_input_t *in, wf_algo_t algo, wf_estimate_t *e)
     }
 }
 
-void wf_model_estimate(const wf_model_input_t *input, const wf_model_params_t *params, wf_algo_t algo,
-                       wf_estimate_t *estimate)
+/* Fill the counts of a flat algorithm. */
+static void count_flat(const wf_model_input_t *in, wf_algo_t algo, wf_estimate_t *e)
+{
+    switch (in->coll) {
+    case WF_COLL_ALLREDUCE: allreduce(in, algo, e); break;
+    case WF_COLL_ALLGATHER: allgather(in, algo, e); break;
+    case WF_COLL_REDUCE_SCATTER: reduce_scatter(in, algo, e); break;
+    case WF_COLL_BROADCAST:
+    case WF_COLL_REDUCE: rooted(in, algo, e); break;
+    case WF_COLL_BARRIER:
+        e->steps = (double)ceil_log2(in->nranks);
+        break;
+    default:
+        break;
+    }
+}
+
+/* Time of counted estimate e under params, with the overlap of the chunked algorithms. */
+static double price(const wf_estimate_t *e, const wf_model_params_t *params)
+{
+    double transfer = e->moved * params->beta_ns_per_byte / 1000.0;
+    double local = e->local * params->gamma_ns_per_byte / 1000.0;
+    double longer = transfer > local ? transfer : local, shorter = transfer > local ? local : transfer;
+    return e->steps * params->alpha_us + e->messages * params->overhead_us + longer + shorter / e->chunks;
+}
+
+/* The input of one phase of a hierarchical algorithm: coll on nranks ranks, bytes in all. */
+static wf_model_input_t phase_input(const wf_model_input_t *in, wf_coll_t coll, int nranks, uint64_t bytes)
+{
+    wf_model_input_t phase = *in;
+    phase.coll = coll;
+    phase.nranks = nranks;
+    phase.nnodes = 1;
+    phase.ranks_per_node = nranks;
+    phase.bytes = bytes;
+    phase.block_bytes = coll == WF_COLL_ALLREDUCE ? bytes : bytes / (uint64_t)nranks;
+    return phase;
+}
+
+/* Count and price one phase with params, adding copy_bytes of packing to its local work, into e. */
+static void add_phase(wf_estimate_t *e, const wf_model_input_t *phase_in, wf_algo_t algo,
+                      const wf_model_params_t *params, double copy_bytes)
+{
+    wf_estimate_t phase;
+    memset(&phase, 0, sizeof(phase));
+    phase.chunks = 1.0;
+    count_flat(phase_in, algo, &phase);
+    phase.local += copy_bytes;
+    e->steps += phase.steps;
+    e->messages += phase.messages;
+    e->moved += phase.moved;
+    e->local += phase.local;
+    e->time_us += price(&phase, params);
+}
+
+/*
+ * Hierarchical algorithms, as src/coll/hierarchical.c runs them on N nodes of L ranks:
+ * - all-reduce: recursive halving inside nodes, Rabenseifner across nodes on 1/L of the vector,
+ *   Bruck inside nodes;
+ * - all-gather: Bruck across nodes on one block each, then Bruck inside nodes on N blocks each,
+ *   with the output packed and unpacked once more;
+ * - reduce-scatter: the input packed by rail, recursive halving inside nodes, then recursive
+ *   halving across nodes on 1/L of the input.
+ * NOTE: the phase across nodes is priced as if each rail had the network to itself. When the L
+ * rails of a node share one NIC, each gets about 1/L of its bandwidth, so for large messages the
+ * estimate favours hierarchical more than such a node would.
+ */
+static void hierarchical(const wf_model_input_t *in, const wf_model_params_t *intra, const wf_model_params_t *inter,
+                         wf_estimate_t *e)
+{
+    int per_node = in->ranks_per_node, nodes = in->nnodes;
+    uint64_t m = in->bytes, node_share = in->bytes / (uint64_t)(per_node > 0 ? per_node : 1);
+    if (nodes < 2 || per_node < 2 || nodes * per_node != in->nranks || in->partial_scale != 1.0) {
+        e->eligible = 0;
+        e->reason = "needs several nodes with the same number (at least 2) of ranks, and partials of the user type";
+        return;
+    }
+    if (in->uneven) {
+        e->eligible = 0;
+        e->reason = "the v forms have no hierarchical algorithm";
+        return;
+    }
+    wf_model_input_t phase;
+    switch (in->coll) {
+    case WF_COLL_ALLREDUCE:
+        phase = phase_input(in, WF_COLL_REDUCE_SCATTER, per_node, m);
+        add_phase(e, &phase, WF_ALGO_RECURSIVE_HALVING, intra, 0.0);
+        phase = phase_input(in, WF_COLL_ALLREDUCE, nodes, node_share);
+        add_phase(e, &phase, WF_ALGO_RABENSEIFNER, inter, 0.0);
+        phase = phase_input(in, WF_COLL_ALLGATHER, per_node, m);
+        add_phase(e, &phase, WF_ALGO_BRUCK, intra, 0.0);
+        break;
+    case WF_COLL_ALLGATHER:
+        phase = phase_input(in, WF_COLL_ALLGATHER, nodes, node_share);
+        add_phase(e, &phase, WF_ALGO_BRUCK, inter, 0.0);
+        phase = phase_input(in, WF_COLL_ALLGATHER, per_node, m);
+        add_phase(e, &phase, WF_ALGO_BRUCK, intra, (double)m);
+        break;
+    case WF_COLL_REDUCE_SCATTER:
+        phase = phase_input(in, WF_COLL_REDUCE_SCATTER, per_node, m);
+        add_phase(e, &phase, WF_ALGO_RECURSIVE_HALVING, intra, (double)m);
+        phase = phase_input(in, WF_COLL_REDUCE_SCATTER, nodes, node_share);
+        add_phase(e, &phase, WF_ALGO_RECURSIVE_HALVING, inter, 0.0);
+        break;
+    default:
+        e->eligible = 0;
+        e->reason = "no hierarchical form";
+        break;
+    }
+}
+
+void wf_model_estimate(const wf_model_input_t *input, const wf_model_params_t *intra, const wf_model_params_t *inter,
+                       wf_algo_t algo, wf_estimate_t *estimate)
 {
     memset(estimate, 0, sizeof(*estimate));
     estimate->eligible = 1;
     estimate->chunks = 1.0;
     if (input->nranks < 2)
         return; /* one rank copies locally whatever the algorithm */
-
-    switch (input->coll) {
-    case WF_COLL_ALLREDUCE: allreduce(input, algo, estimate); break;
-    case WF_COLL_ALLGATHER: allgather(input, algo, estimate); break;
-    case WF_COLL_REDUCE_SCATTER: reduce_scatter(input, algo, estimate); break;
-    case WF_COLL_BROADCAST:
-    case WF_COLL_REDUCE: rooted(input, algo, estimate); break;
-    case WF_COLL_BARRIER:
-        estimate->steps = (double)ceil_log2(input->nranks);
-        break;
-    default:
-        break;
+    if (algo == WF_ALGO_HIERARCHICAL) {
+        hierarchical(input, intra, inter, estimate);
+        return;
     }
-
-    double transfer = estimate->moved * params->beta_ns_per_byte / 1000.0;
-    double local = estimate->local * params->gamma_ns_per_byte / 1000.0;
-    double longer = transfer > local ? transfer : local, shorter = transfer > local ? local : transfer;
-    double data = longer + shorter / estimate->chunks;
-    estimate->time_us = estimate->steps * params->alpha_us + estimate->messages * params->overhead_us + data;
+    count_flat(input, algo, estimate);
+    estimate->time_us = price(estimate, input->nnodes > 1 ? inter : intra);
 }

@@ -39,9 +39,9 @@ static const char *const algo_names[WF_ALGO_COUNT] = {
 static const uint32_t coll_algorithms[WF_COLL_COUNT] = {
     [WF_COLL_ALLREDUCE] = BIT(WF_ALGO_DIRECT) | BIT(WF_ALGO_RING) | BIT(WF_ALGO_RECURSIVE_DOUBLING) |
                           BIT(WF_ALGO_RABENSEIFNER) | BIT(WF_ALGO_PULL) | BIT(WF_ALGO_HIERARCHICAL),
-    [WF_COLL_ALLGATHER] = BIT(WF_ALGO_DIRECT) | BIT(WF_ALGO_RING) | BIT(WF_ALGO_BRUCK),
+    [WF_COLL_ALLGATHER] = BIT(WF_ALGO_DIRECT) | BIT(WF_ALGO_RING) | BIT(WF_ALGO_BRUCK) | BIT(WF_ALGO_HIERARCHICAL),
     [WF_COLL_REDUCE_SCATTER] = BIT(WF_ALGO_DIRECT) | BIT(WF_ALGO_RING) | BIT(WF_ALGO_RECURSIVE_HALVING) |
-                               BIT(WF_ALGO_PULL),
+                               BIT(WF_ALGO_PULL) | BIT(WF_ALGO_HIERARCHICAL),
     [WF_COLL_BROADCAST] = BIT(WF_ALGO_DIRECT) | BIT(WF_ALGO_BINOMIAL) | BIT(WF_ALGO_CHAIN),
     [WF_COLL_REDUCE] = BIT(WF_ALGO_DIRECT) | BIT(WF_ALGO_RING),
     [WF_COLL_BARRIER] = BIT(WF_ALGO_DISSEMINATION),
@@ -125,15 +125,16 @@ static int bit_count(uint32_t mask)
     return __builtin_popcount(mask);
 }
 
-void wf_select_decide(const wf_select_config_t *config, wf_transport_class_t transport,
-                      const wf_model_input_t *input, wf_choice_t *choice)
+void wf_select_decide(const wf_select_config_t *config, const wf_model_input_t *input, wf_choice_t *choice)
 {
     uint32_t table = wf_coll_algorithms(input->coll), can_serve = 0;
+    const wf_model_params_t *intra = &config->params[input->intra_class];
+    const wf_model_params_t *inter = &config->params[input->inter_class];
     memset(choice, 0, sizeof(*choice));
     for (int a = 0; a < WF_ALGO_COUNT; a++) {
         if (!(table & BIT(a)))
             continue;
-        wf_model_estimate(input, &config->params[transport], (wf_algo_t)a, &choice->estimates[a]);
+        wf_model_estimate(input, intra, inter, (wf_algo_t)a, &choice->estimates[a]);
         if (choice->estimates[a].eligible)
             can_serve |= BIT(a);
     }

@@ -62,6 +62,9 @@ typedef struct {
 
 typedef enum { WF_TRANSPORT_CLASS_SHM, WF_TRANSPORT_CLASS_NET, WF_TRANSPORT_CLASS_COUNT } wf_transport_class_t;
 
+/* "shm" or "net", as the tuning file's prefixes spell the class. */
+const char *wf_transport_class_name(wf_transport_class_t transport);
+
 #define WF_MODEL_PARAM_COUNT 4
 /* Parameter name i (0 .. WF_MODEL_PARAM_COUNT - 1) as the tuning file spells it, and its field. */
 const char *wf_model_param_name(int i);
@@ -110,12 +113,14 @@ int wf_algo_parse(const char *text, wf_select_config_t *config, char *err, size_
  * Parse a tuning file into config (parameters and rules). Lines:
  *   # comment
  *   alpha_us = 2.5                  a model parameter for every transport
- *   shm.beta_ns_per_byte = 0.08     only over the shm provider (net.* : every other provider)
+ *   shm.beta_ns_per_byte = 0.08     only for shared memory (net.*: only for the network)
  *   allreduce 0-4K recursive_doubling            sizes 0 <= bytes < 4096
  *   allreduce 4K-64M rabenseifner ranks=4-64     and only on 4 to 64 ranks
  *   broadcast 1M- chain                           1 MiB and above
- * Sizes take K, M, G suffixes (powers of 1024). Returns 0, or -1 with "FILE line N: ..." naming
- * the token in err.
+ * Sizes take K, M, G suffixes (powers of 1024). shm.* applies between ranks that talk through
+ * shared memory (weft's shm transport, libfabric's shm provider, and ranks of one node under the
+ * route transport), net.* to every other pair. Returns 0, or -1 with "FILE line N: ..." naming the
+ * token in err.
  */
 int wf_tuning_parse_file(const char *path, wf_select_config_t *config, char *err, size_t errlen);
 /* Parse one line of a tuning file (for unit tests). line_number and path only label messages. */
@@ -138,6 +143,9 @@ typedef struct {
     int can_read;         /* the transport offers RDMA read (the pull algorithms need it) */
     uint64_t eager_limit;
     uint64_t chunk_size;
+    wf_transport_class_t intra_class; /* transport class between ranks of one node */
+    wf_transport_class_t inter_class; /* between ranks of different nodes (intra_class on one node) */
+    int uneven;           /* a v form: blocks may differ in size and place (no hierarchical algorithm) */
 } wf_model_input_t;
 
 /* The model's estimate of one algorithm for one call. */
@@ -152,8 +160,14 @@ typedef struct {
     double time_us;
 } wf_estimate_t;
 
-void wf_model_estimate(const wf_model_input_t *input, const wf_model_params_t *params, wf_algo_t algo,
-                       wf_estimate_t *estimate);
+/*
+ * Estimate one algorithm. intra applies between ranks of one node, inter between nodes. A flat
+ * algorithm on several nodes waits for the network in most of its steps, so inter prices all of
+ * them, and on one node intra does. A hierarchical algorithm prices its phases inside nodes with
+ * intra and its phase across nodes with inter.
+ */
+void wf_model_estimate(const wf_model_input_t *input, const wf_model_params_t *intra, const wf_model_params_t *inter,
+                       wf_algo_t algo, wf_estimate_t *estimate);
 
 /* How a choice was made. */
 typedef enum {
@@ -172,9 +186,11 @@ typedef struct {
     wf_estimate_t estimates[WF_ALGO_COUNT];
 } wf_choice_t;
 
-/* Pick the algorithm for one call, and fill in the estimate of every algorithm of the collective. */
-void wf_select_decide(const wf_select_config_t *config, wf_transport_class_t transport,
-                      const wf_model_input_t *input, wf_choice_t *choice);
+/*
+ * Pick the algorithm for one call, and fill in the estimate of every algorithm of the collective,
+ * with the parameters of input->intra_class and input->inter_class.
+ */
+void wf_select_decide(const wf_select_config_t *config, const wf_model_input_t *input, wf_choice_t *choice);
 
 /* One sentence on why choice was made, for the TUNE log and weft-info --explain. */
 void wf_choice_describe(const wf_choice_t *choice, const wf_select_config_t *config, const wf_model_input_t *input,

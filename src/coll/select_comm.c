@@ -15,10 +15,20 @@ static int size_class(uint64_t bytes)
     return bytes == 0 ? 0 : 64 - __builtin_clzll(bytes);
 }
 
+/* "shm model inside nodes: alpha 2.00 us, ..." for one level. */
+static void describe_level(const wf_select_config_t *config, wf_transport_class_t level, const char *where, char *out,
+                           size_t outlen)
+{
+    const wf_model_params_t *params = &config->params[level];
+    snprintf(out, outlen, "%s model %s: alpha %.2f us, overhead %.2f us, beta %.3f ns/byte, gamma %.3f ns/byte",
+             wf_transport_class_name(level), where, params->alpha_us, params->overhead_us, params->beta_ns_per_byte,
+             params->gamma_ns_per_byte);
+}
+
 static void log_configuration(weft_comm_t comm)
 {
     const wf_select_config_t *config = &comm->select;
-    const wf_model_params_t *params = &config->params[comm->transport_class];
+    char intra[160], inter[160] = "";
     char allowed[512] = "";
     size_t used = 0;
 
@@ -35,10 +45,15 @@ static void log_configuration(weft_comm_t comm)
             first = 0;
         }
     }
-    WF_INFO(WF_SUB_TUNE, "algorithm selection: %s; %s model: alpha %.2f us, overhead %.2f us, beta %.3f ns/byte, "
-            "gamma %.3f ns/byte; tuning file %s (%d rules)", allowed[0] ? allowed : "every algorithm allowed",
-            comm->transport_class == WF_TRANSPORT_CLASS_SHM ? "shm" : "net", params->alpha_us, params->overhead_us,
-            params->beta_ns_per_byte, params->gamma_ns_per_byte,
+    describe_level(config, comm->intra_class, comm->nodes.nnodes > 1 ? "inside nodes" : "on this node", intra,
+                   sizeof(intra));
+    if (comm->nodes.nnodes > 1) {
+        inter[0] = ';';
+        inter[1] = ' ';
+        describe_level(config, comm->inter_class, "between nodes", inter + 2, sizeof(inter) - 2);
+    }
+    WF_INFO(WF_SUB_TUNE, "algorithm selection: %s; %s%s; tuning file %s (%d rules)",
+            allowed[0] ? allowed : "every algorithm allowed", intra, inter,
             config->tuning_file[0] ? config->tuning_file : "none", config->nrules);
 }
 
@@ -54,9 +69,15 @@ weft_result_t wf_select_init(weft_comm_t comm)
         snprintf(comm->last_error, sizeof(comm->last_error), "rank %d: %s", comm->rank, err);
         return WEFT_ERR_INVALID_ARGUMENT;
     }
-    /* Shared memory: weft's own transport or libfabric's shm provider; the route counts as network. */
+    /*
+     * Shared memory: weft's own transport or libfabric's shm provider, which serve one node only.
+     * The route transport uses weft's shm inside nodes and libfabric between them, and libfabric
+     * alone (any other provider) goes through the network even between ranks of one node.
+     */
     int shm = comm->ops == &wf_shm_transport || strcmp(comm->ops->provider_name(comm->transport), "shm") == 0;
     comm->transport_class = shm ? WF_TRANSPORT_CLASS_SHM : WF_TRANSPORT_CLASS_NET;
+    comm->intra_class = shm || comm->ops == &wf_route_transport ? WF_TRANSPORT_CLASS_SHM : WF_TRANSPORT_CLASS_NET;
+    comm->inter_class = comm->nodes.nnodes > 1 ? WF_TRANSPORT_CLASS_NET : comm->intra_class;
     comm->select_hash = wf_select_hash(config);
     log_configuration(comm);
     return WEFT_SUCCESS;
@@ -81,20 +102,35 @@ static void log_choice(weft_comm_t comm, const wf_model_input_t *input, const wf
                 (unsigned long long)input->bytes, input->nranks, wf_algo_name(choice->algo), reason);
 }
 
-wf_algo_t wf_select(weft_comm_t comm, wf_coll_t coll, uint64_t bytes, uint64_t block_bytes, double partial_scale)
+static wf_algo_t select_for(weft_comm_t comm, wf_coll_t coll, uint64_t bytes, uint64_t block_bytes,
+                            double partial_scale, int uneven)
 {
-    wf_model_input_t input = {coll,
-                              bytes,
-                              block_bytes,
-                              comm->nranks,
-                              comm->nodes.nnodes,
-                              comm->max_ranks_per_node,
-                              partial_scale,
-                              comm->can_read,
-                              comm->eager_limit,
-                              comm->chunk_size};
+    wf_model_input_t input = {.coll = coll,
+                              .bytes = bytes,
+                              .block_bytes = block_bytes,
+                              .nranks = comm->nranks,
+                              .nnodes = comm->nodes.nnodes,
+                              .ranks_per_node = comm->max_ranks_per_node,
+                              .partial_scale = partial_scale,
+                              .can_read = comm->can_read,
+                              .eager_limit = comm->eager_limit,
+                              .chunk_size = comm->chunk_size,
+                              .intra_class = comm->intra_class,
+                              .inter_class = comm->inter_class,
+                              .uneven = uneven};
     wf_choice_t choice;
-    wf_select_decide(&comm->select, comm->transport_class, &input, &choice);
+    wf_select_decide(&comm->select, &input, &choice);
     log_choice(comm, &input, &choice);
     return choice.algo;
+}
+
+wf_algo_t wf_select(weft_comm_t comm, wf_coll_t coll, uint64_t bytes, uint64_t block_bytes, double partial_scale)
+{
+    return select_for(comm, coll, bytes, block_bytes, partial_scale, 0);
+}
+
+wf_algo_t wf_select_uneven(weft_comm_t comm, wf_coll_t coll, uint64_t bytes, uint64_t block_bytes,
+                           double partial_scale)
+{
+    return select_for(comm, coll, bytes, block_bytes, partial_scale, 1);
 }

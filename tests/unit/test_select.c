@@ -10,6 +10,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -301,16 +302,36 @@ static void test_tuning_file(void **state)
 static wf_model_input_t input_of(wf_coll_t coll, uint64_t bytes, int nranks)
 {
     int per_rank = coll == WF_COLL_ALLGATHER || coll == WF_COLL_REDUCE_SCATTER;
-    return (wf_model_input_t){coll, bytes, per_rank ? bytes / (uint64_t)nranks : bytes, nranks, 1, nranks, 1.0,
-                              1, 32768, 524288};
+    return (wf_model_input_t){.coll = coll,
+                              .bytes = bytes,
+                              .block_bytes = per_rank ? bytes / (uint64_t)nranks : bytes,
+                              .nranks = nranks,
+                              .nnodes = 1,
+                              .ranks_per_node = nranks,
+                              .partial_scale = 1.0,
+                              .can_read = 1,
+                              .eager_limit = 32768,
+                              .chunk_size = 524288,
+                              .intra_class = WF_TRANSPORT_CLASS_SHM,
+                              .inter_class = WF_TRANSPORT_CLASS_SHM};
 }
 
 static wf_choice_t decide(wf_coll_t coll, uint64_t bytes, int nranks)
 {
     wf_choice_t choice;
     wf_model_input_t input = input_of(coll, bytes, nranks);
-    wf_select_decide(&config, WF_TRANSPORT_CLASS_SHM, &input, &choice);
+    wf_select_decide(&config, &input, &choice);
     return choice;
+}
+
+/* The same input on nnodes nodes with ranks_per_node on the fullest one, shm inside nodes, net between. */
+static wf_model_input_t multi_node_input(wf_coll_t coll, uint64_t bytes, int nranks, int nnodes, int ranks_per_node)
+{
+    wf_model_input_t input = input_of(coll, bytes, nranks);
+    input.nnodes = nnodes;
+    input.ranks_per_node = ranks_per_node;
+    input.inter_class = WF_TRANSPORT_CLASS_NET;
+    return input;
 }
 
 static void test_decide_single_and_only(void **state)
@@ -418,7 +439,7 @@ static void test_model_counts(void **state)
     wf_estimate_t e;
     wf_model_input_t input = input_of(WF_COLL_ALLREDUCE, 4 << 20, 4);
 
-    wf_model_estimate(&input, &params, WF_ALGO_RING, &e);
+    wf_model_estimate(&input, &params, &params, WF_ALGO_RING, &e);
     assert_true(e.steps == 8.0);
     assert_true(e.moved == 0.75 * (4 << 20) * 2);
     assert_true(e.local == 0.75 * (4 << 20));
@@ -426,19 +447,113 @@ static void test_model_counts(void **state)
 
     /* Three ranks: two core members, one folded; every step above the eager limit counts twice. */
     input = input_of(WF_COLL_ALLREDUCE, 1 << 20, 3);
-    wf_model_estimate(&input, &params, WF_ALGO_RABENSEIFNER, &e);
+    wf_model_estimate(&input, &params, &params, WF_ALGO_RABENSEIFNER, &e);
     assert_true(e.steps == 2.0 + 2.0 + 4.0);
     assert_true(e.moved == 0.5 * (1 << 20) * 2 + 2.0 * (1 << 20));
-    wf_model_estimate(&input, &params, WF_ALGO_RECURSIVE_DOUBLING, &e);
+    wf_model_estimate(&input, &params, &params, WF_ALGO_RECURSIVE_DOUBLING, &e);
     assert_true(e.steps == 2.0 + 4.0);
 
     input = input_of(WF_COLL_ALLGATHER, 8 * 1024, 8);
-    wf_model_estimate(&input, &params, WF_ALGO_BRUCK, &e);
+    wf_model_estimate(&input, &params, &params, WF_ALGO_BRUCK, &e);
     assert_true(e.steps == 3.0);
     assert_true(e.moved == 7 * 1024);
-    wf_model_estimate(&input, &params, WF_ALGO_DIRECT, &e);
+    wf_model_estimate(&input, &params, &params, WF_ALGO_DIRECT, &e);
     assert_true(e.steps == 1.0);
     assert_true(e.messages == 12.0);
+}
+
+/* Large multi-node calls with shm inside nodes and net between them: hierarchical wins. */
+static void test_decide_hierarchical_across_nodes(void **state)
+{
+    static const wf_coll_t colls[] = {WF_COLL_ALLREDUCE, WF_COLL_ALLGATHER, WF_COLL_REDUCE_SCATTER};
+    wf_select_config_default(&config);
+    for (size_t c = 0; c < sizeof(colls) / sizeof(colls[0]); c++) {
+        wf_model_input_t input = multi_node_input(colls[c], 16u << 20, 8, 2, 4);
+        wf_choice_t choice;
+        wf_select_decide(&config, &input, &choice);
+        assert_int_equal(choice.estimates[WF_ALGO_HIERARCHICAL].eligible, 1);
+        assert_int_equal(choice.kind, WF_CHOICE_MODEL);
+        assert_int_equal(choice.algo, WF_ALGO_HIERARCHICAL);
+
+        /* With the network inside nodes too (libfabric alone), the extra phases do not pay. */
+        input.intra_class = WF_TRANSPORT_CLASS_NET;
+        wf_select_decide(&config, &input, &choice);
+        assert_int_equal(choice.estimates[WF_ALGO_HIERARCHICAL].eligible, 1);
+        assert_int_not_equal(choice.algo, WF_ALGO_HIERARCHICAL);
+    }
+}
+
+static void test_decide_hierarchical_ineligible(void **state)
+{
+    wf_select_config_default(&config);
+    /* One node. */
+    wf_choice_t choice = decide(WF_COLL_ALLREDUCE, 16u << 20, 8);
+    assert_int_equal(choice.estimates[WF_ALGO_HIERARCHICAL].eligible, 0);
+    assert_int_not_equal(choice.algo, WF_ALGO_HIERARCHICAL);
+
+    /* Irregular: 7 ranks on 2 nodes, 4 on the fuller one; and one rank per node. */
+    const int layouts[][3] = {{7, 2, 4}, {4, 4, 1}};
+    for (int l = 0; l < 2; l++) {
+        wf_model_input_t input = multi_node_input(WF_COLL_REDUCE_SCATTER, 16u << 20, layouts[l][0], layouts[l][1],
+                                                  layouts[l][2]);
+        wf_select_decide(&config, &input, &choice);
+        assert_int_equal(choice.estimates[WF_ALGO_HIERARCHICAL].eligible, 0);
+        assert_int_not_equal(choice.algo, WF_ALGO_HIERARCHICAL);
+    }
+
+    /* float16 sums in float32 partials. */
+    wf_model_input_t input = multi_node_input(WF_COLL_ALLREDUCE, 16u << 20, 8, 2, 4);
+    input.partial_scale = 2.0;
+    wf_select_decide(&config, &input, &choice);
+    assert_int_equal(choice.estimates[WF_ALGO_HIERARCHICAL].eligible, 0);
+    assert_int_not_equal(choice.algo, WF_ALGO_HIERARCHICAL);
+
+    /* The v forms, whose blocks may differ. */
+    input = multi_node_input(WF_COLL_ALLGATHER, 16u << 20, 8, 2, 4);
+    input.uneven = 1;
+    wf_select_decide(&config, &input, &choice);
+    assert_int_equal(choice.estimates[WF_ALGO_HIERARCHICAL].eligible, 0);
+    assert_string_equal(choice.estimates[WF_ALGO_HIERARCHICAL].reason, "the v forms have no hierarchical algorithm");
+    assert_int_not_equal(choice.algo, WF_ALGO_HIERARCHICAL);
+
+    /* Forced where it cannot serve: the model falls back to the flat algorithms. */
+    parse_algo_ok("allgather:hierarchical");
+    input = multi_node_input(WF_COLL_ALLGATHER, 16u << 20, 7, 2, 4);
+    wf_select_decide(&config, &input, &choice);
+    assert_int_equal(choice.kind, WF_CHOICE_FALLBACK);
+    assert_int_not_equal(choice.algo, WF_ALGO_HIERARCHICAL);
+}
+
+/* Flat algorithms on several nodes pay the inter parameters; hierarchical phases pay their level's. */
+static void test_model_levels(void **state)
+{
+    wf_model_params_t intra = {1.0, 0.0, 1.0, 0.0}, inter = {10.0, 0.0, 10.0, 0.0};
+    wf_estimate_t e;
+    wf_model_input_t input = multi_node_input(WF_COLL_ALLGATHER, 8 * 1024, 8, 2, 4);
+
+    /* Ring: 8 steps and 7 blocks of 1 KiB, all at the inter price. */
+    wf_model_estimate(&input, &intra, &inter, WF_ALGO_RING, &e);
+    assert_true(fabs(e.time_us - (8 * 10.0 + 7 * 1024 * 10.0 / 1000.0)) < 1e-9);
+    input.nnodes = 1;
+    input.ranks_per_node = 8;
+    wf_model_estimate(&input, &intra, &inter, WF_ALGO_RING, &e);
+    assert_true(fabs(e.time_us - (8 * 1.0 + 7 * 1024 * 1.0 / 1000.0)) < 1e-9);
+
+    /* Hierarchical: Bruck across 2 nodes (1 step, 1 block), then Bruck inside 4 ranks (2 steps, 3 x 2 KiB). */
+    input = multi_node_input(WF_COLL_ALLGATHER, 8 * 1024, 8, 2, 4);
+    wf_model_estimate(&input, &intra, &inter, WF_ALGO_HIERARCHICAL, &e);
+    assert_int_equal(e.eligible, 1);
+    assert_true(e.steps == 3.0);
+    assert_true(e.moved == 1024 + 3 * 2048);
+    assert_true(e.local == 2 * 2048 + 2 * 8192 + 8192); /* Bruck's two copies per phase, and the packing */
+    assert_true(fabs(e.time_us - (10.0 + 1024 * 10.0 / 1000.0 + 2 * 1.0 + 3 * 2048 * 1.0 / 1000.0)) < 1e-9);
+
+    /* Reduce-scatter: halving inside 4 ranks on the whole input, then across 2 nodes on a quarter. */
+    input = multi_node_input(WF_COLL_REDUCE_SCATTER, 8 * 1024, 8, 2, 4);
+    wf_model_estimate(&input, &intra, &inter, WF_ALGO_HIERARCHICAL, &e);
+    assert_true(e.steps == 2.0 + 1.0);
+    assert_true(e.moved == 0.75 * 8192 + 0.5 * 2048);
+    assert_true(fabs(e.time_us - (2 * 1.0 + 0.75 * 8192 / 1000.0 + 10.0 + 0.5 * 2048 * 10.0 / 1000.0)) < 1e-9);
 }
 
 static void test_fold_arithmetic(void **state)
@@ -482,6 +597,9 @@ int main(void)
         cmocka_unit_test(test_decide_rules),
         cmocka_unit_test(test_hash_tracks_configuration),
         cmocka_unit_test(test_model_counts),
+        cmocka_unit_test(test_decide_hierarchical_across_nodes),
+        cmocka_unit_test(test_decide_hierarchical_ineligible),
+        cmocka_unit_test(test_model_levels),
         cmocka_unit_test(test_fold_arithmetic),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
