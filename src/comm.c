@@ -222,6 +222,10 @@ static weft_result_t apply_rank_info(weft_comm_t comm, const wf_rank_info_t *all
     comm->chunk_size = (size_t)all[0].chunk_size;
     comm->eager_limit = (size_t)all[0].eager_limit;
     comm->native_precision = all[0].native_precision;
+    /* A local setting: it decides only where scratch memory comes from, never an algorithm. */
+    comm->scratch_keep_limit = (size_t)wf_param_int(WF_PARAM_SCRATCH_KEEP);
+    if (comm->scratch_keep_limit < 16 * comm->chunk_size)
+        comm->scratch_keep_limit = 16 * comm->chunk_size;
     for (int r = 0; r < comm->nranks; r++)
         if (comm->nodes.local_size[r] > comm->max_ranks_per_node)
             comm->max_ranks_per_node = comm->nodes.local_size[r];
@@ -355,8 +359,9 @@ static void comm_free(weft_comm_t comm)
         wf_mismatch_fini(comm);
         if (comm->eager_registered)
             comm->ops->mr_deregister(comm->transport, &comm->eager_mr);
-        if (comm->scratch != NULL)
-            comm->ops->mr_deregister(comm->transport, &comm->scratch_mr);
+        for (int i = 0; i < WF_SCRATCH_USES; i++)
+            if (comm->kept_scratch[i].base != NULL)
+                comm->ops->mr_deregister(comm->transport, &comm->kept_scratch[i].mr);
         if (comm->step_stage != NULL)
             comm->ops->mr_deregister(comm->transport, &comm->step_stage_mr);
         if (comm->control != NULL)
@@ -368,8 +373,10 @@ static void comm_free(weft_comm_t comm)
     /* Memory that peers write into is freed only now: after a failure a write may be in flight until the endpoint closes. */
     wf_stream_free(comm);
     free(comm->eager_buffer);
-    free(comm->scratch);
-    free(comm->failed_scratch);
+    for (int i = 0; i < WF_SCRATCH_USES; i++) {
+        free(comm->kept_scratch[i].base);
+        free(comm->failed_scratch[i]);
+    }
     free(comm->step_stage);
     free(comm->sig_in); /* sig_out is in the same block */
     free(comm->report_xfers);

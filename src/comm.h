@@ -96,6 +96,19 @@ typedef struct {
     wf_step_descriptor_t step_in;  /* descriptor of the buffer this rank writes into in a group step */
 } wf_control_t;
 
+/*
+ * Uses of the scratch buffers a communicator keeps between calls. Each use has its own buffer,
+ * because both can be active in one call: the hierarchical algorithms pack the user buffer into
+ * one and run the group algorithms, whose steps need the other, on it.
+ */
+typedef enum { WF_SCRATCH_STEP, WF_SCRATCH_PACK, WF_SCRATCH_USES } wf_scratch_use_t;
+
+typedef struct {
+    void *base;
+    size_t size; /* 0: not allocated */
+    wf_mr_t mr;
+} wf_kept_scratch_t;
+
 /* One incoming stream slot after its data arrived. */
 typedef struct {
     int releasable;           /* reduced into the final buffer: free as soon as it is this slot's turn */
@@ -199,11 +212,10 @@ struct weft_comm {
     void *pack_buffer; /* weft_allreduce_multi's pack, kept so its registration is reused */
     size_t pack_buffer_size;
 
-    /* Registered scratch of the group algorithms (src/coll/group.h), kept up to 16 chunks. */
-    void *scratch;
-    size_t scratch_size;
-    wf_mr_t scratch_mr;
-    void *failed_scratch; /* a per-call scratch buffer of a failed collective, freed at destroy */
+    /* Registered scratch buffers (src/coll/group.h), kept up to WEFT_SCRATCH_KEEP, one per use. */
+    wf_kept_scratch_t kept_scratch[WF_SCRATCH_USES];
+    size_t scratch_keep_limit;
+    void *failed_scratch[WF_SCRATCH_USES]; /* per-call scratch of a failed collective, freed at destroy */
     char *step_stage;     /* eager messages of group steps, signature first: one out, one in */
     size_t step_stage_half;
     wf_mr_t step_stage_mr;

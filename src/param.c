@@ -105,6 +105,9 @@ static const wf_param_def_t param_defs[WF_PARAM_COUNT] = {
     [WF_PARAM_TUNING_FILE] = {"WEFT_TUNING_FILE", WF_PARAM_TYPE_STRING, "", NULL, 0, WF_PARAM_TEXT_MAX, 0,
                               "Names a file of cost-model parameters and size ranges that fix the algorithm "
                               "choice (empty: built-in model only)."},
+    [WF_PARAM_SCRATCH_KEEP] = {"WEFT_SCRATCH_KEEP", WF_PARAM_TYPE_SIZE, "256M", NULL, 0, (int64_t)1 << 40, 0,
+                               "Sets the size up to which a communicator keeps its scratch buffers for the "
+                               "next call, in bytes; larger ones are allocated and registered for each call."},
     [WF_PARAM_SHM_CMA] = {"WEFT_SHM_CMA", WF_PARAM_TYPE_ENUM, "auto", cma_choices, 0, 0, 0,
                           "Selects how the shm transport moves large payloads: auto uses cross-memory attach "
                           "where the kernel allows it, off copies everything through the shared-memory rings."},

@@ -39,6 +39,7 @@ typedef enum {
     WF_PARAM_ALGO,             /* string, parsed at communicator init by src/coll/select_parse.c */
     WF_PARAM_TUNING_FILE,      /* string: path of the tuning file, empty = none */
     WF_PARAM_SHM_CMA,          /* enum: auto off */
+    WF_PARAM_SCRATCH_KEEP,     /* size in bytes: largest scratch buffer a communicator keeps */
     WF_PARAM_COUNT
 } wf_param_id_t;
 

@@ -64,9 +64,10 @@ static inline int wf_fold_member(const wf_fold_t *fold, int v)
 }
 
 /*
- * Scratch memory of one collective, always registered. Up to 16 chunks (WEFT_CHUNK_SIZE), as much
- * as the ring stream's two slot regions, come from a buffer the communicator keeps. Larger
- * requests are allocated for the call, which costs page faults and a registration each time. Release with
+ * Scratch memory of one collective, always registered. Requests up to WEFT_SCRATCH_KEEP (at least
+ * 16 chunks) come from a buffer the communicator keeps for that use and grows as needed, so a
+ * repeated call finds its scratch allocated, faulted in and registered. Larger requests are
+ * allocated for the call, which costs page faults and a registration each time. Release with
  * wf_scratch_put, passing the collective's result: after a failure a peer's write may still be in
  * flight, so the memory then stays allocated until the communicator is destroyed.
  */
@@ -77,7 +78,12 @@ typedef struct {
     int temporary;     /* allocated for this call */
 } wf_scratch_t;
 
-weft_result_t wf_scratch_get(weft_comm_t comm, size_t bytes, wf_scratch_t *scratch);
+weft_result_t wf_scratch_get_for(weft_comm_t comm, wf_scratch_use_t use, size_t bytes, wf_scratch_t *scratch);
+/* Get scratch for the group algorithms' steps. */
+static inline weft_result_t wf_scratch_get(weft_comm_t comm, size_t bytes, wf_scratch_t *scratch)
+{
+    return wf_scratch_get_for(comm, WF_SCRATCH_STEP, bytes, scratch);
+}
 void wf_scratch_put(weft_comm_t comm, wf_scratch_t *scratch, weft_result_t result);
 
 /*

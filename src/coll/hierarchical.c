@@ -19,8 +19,8 @@
  * ranks are numbered rail by rail (rank = l * N + node, as round-robin placement does). Otherwise
  * the all-gather packs the N blocks of its rail into a scratch copy of the output and unpacks the
  * other rails' blocks at the end, and the reduce-scatter packs the input rail by rail. Either
- * copies the whole buffer once more (nranks * count elements) and allocates a second buffer of
- * that size for the call.
+ * copies the whole buffer once more (nranks * count elements) into a second buffer of that size,
+ * which the communicator keeps for the next call up to WEFT_SCRATCH_KEEP.
  *
  * Results are rounded between phases, so the reductions need partial sums of the user's type:
  * not 16-bit floats with float32 partials, not integer WEFT_AVG (wider partials). WEFT_AVG on
@@ -31,6 +31,7 @@
 #include <string.h>
 
 #include "coll.h"
+#include "group.h"
 
 /* This rank's place in the two levels, with the comm rank of each member of both groups. */
 typedef struct {
@@ -150,34 +151,24 @@ static void unpack_rail(const weft_comm_t comm, int local, const char *by_rail, 
     comm->stats.local_copy_bytes += (uint64_t)nodes * block;
 }
 
-/*
- * Free a buffer that a failed phase may still receive into, by the rules of wf_scratch_put: after
- * a failure the communicator keeps it until it is destroyed.
- */
-static void release_work(weft_comm_t comm, void *work, weft_result_t result)
-{
-    if (result == WEFT_SUCCESS || work == NULL)
-        free(work);
-    else if (comm->failed_scratch == NULL)
-        comm->failed_scratch = work;
-    /* NOTE: else a phase's own scratch already took that place, and work leaks. */
-}
-
 weft_result_t wf_allgather_hierarchical(weft_comm_t comm, void *recvbuf, size_t block)
 {
     levels_t levels = {0};
     size_t *tables = NULL;
-    char *packed = NULL;
+    wf_scratch_t pack = {0};
+    char *packed = recvbuf;
     weft_result_t result = levels_init(comm, &levels);
     int nodes = levels.nodes, per_node = levels.per_node;
     size_t rail_bytes = block * (size_t)nodes;
 
     if (result == WEFT_SUCCESS) {
         tables = malloc(2 * ((size_t)nodes + (size_t)per_node) * sizeof(size_t));
-        packed = levels.rails_contiguous ? recvbuf : malloc(rail_bytes * (size_t)per_node);
-        if (tables == NULL || packed == NULL)
-            result = wf_comm_fail(comm, WEFT_ERR_NO_MEMORY, "allgather on rank %d: out of memory for %zu bytes of "
-                                  "packed blocks", comm->rank, rail_bytes * (size_t)per_node);
+        if (tables == NULL)
+            result = wf_comm_fail(comm, WEFT_ERR_NO_MEMORY, "allgather on rank %d: out of memory", comm->rank);
+    }
+    if (result == WEFT_SUCCESS && !levels.rails_contiguous) {
+        result = wf_scratch_get_for(comm, WF_SCRATCH_PACK, rail_bytes * (size_t)per_node, &pack);
+        packed = pack.base;
     }
 
     /* Across the rail: each node's block of this rail lands at its rank's place in recvbuf. */
@@ -205,11 +196,11 @@ weft_result_t wf_allgather_hierarchical(weft_comm_t comm, void *recvbuf, size_t 
         if (l != levels.local)
             unpack_rail(comm, l, packed, recvbuf, block);
 
-    if (!levels.rails_contiguous)
-        free(packed); /* Bruck copies it locally, and no peer writes into it */
     free(tables);
     free(levels.rail);
-    return wf_sig_finish(comm, result);
+    result = wf_sig_finish(comm, result);
+    wf_scratch_put(comm, &pack, result);
+    return result;
 }
 
 weft_result_t wf_reduce_scatter_hierarchical(weft_comm_t comm, const void *sendbuf, void *recvbuf, size_t count,
@@ -218,6 +209,7 @@ weft_result_t wf_reduce_scatter_hierarchical(weft_comm_t comm, const void *sendb
     levels_t levels = {0};
     wf_reduce_plan_t in_node_plan;
     size_t *tables = NULL;
+    wf_scratch_t scratch = {0};
     char *work = NULL;
     weft_result_t result = levels_init(comm, &levels);
     int nodes = levels.nodes, per_node = levels.per_node;
@@ -229,10 +221,12 @@ weft_result_t wf_reduce_scatter_hierarchical(weft_comm_t comm, const void *sendb
         result = node_plan(comm, plan, &in_node_plan);
     if (result == WEFT_SUCCESS) {
         tables = malloc(2 * ((size_t)nodes + (size_t)per_node) * sizeof(size_t));
-        work = malloc(rail_bytes + packed_bytes);
-        if (tables == NULL || work == NULL)
-            result = wf_comm_fail(comm, WEFT_ERR_NO_MEMORY, "reduce_scatter on rank %d: out of memory for %zu bytes "
-                                  "of rail partials and packed input", comm->rank, rail_bytes + packed_bytes);
+        if (tables == NULL)
+            result = wf_comm_fail(comm, WEFT_ERR_NO_MEMORY, "reduce_scatter on rank %d: out of memory", comm->rank);
+    }
+    if (result == WEFT_SUCCESS) {
+        result = wf_scratch_get_for(comm, WF_SCRATCH_PACK, rail_bytes + packed_bytes, &scratch);
+        work = scratch.base;
     }
 
     /* Inside the node: local rank l gets the node's reduction of rail l's N blocks, into work. */
@@ -261,6 +255,6 @@ weft_result_t wf_reduce_scatter_hierarchical(weft_comm_t comm, const void *sendb
     free(tables);
     free(levels.rail);
     result = wf_sig_finish(comm, result);
-    release_work(comm, work, result);
+    wf_scratch_put(comm, &scratch, result);
     return result;
 }

@@ -178,39 +178,41 @@ weft_result_t wf_step_register(weft_comm_t comm, const void *buf, size_t bytes, 
     return result;
 }
 
-/* Grow the communicator's kept scratch buffer to at least bytes. */
-static weft_result_t grow_kept_scratch(weft_comm_t comm, size_t bytes)
+/* Grow one of the communicator's kept scratch buffers to at least bytes, registered. */
+static weft_result_t grow_kept_scratch(weft_comm_t comm, wf_kept_scratch_t *kept, size_t bytes)
 {
-    if (bytes <= comm->scratch_size)
+    if (bytes <= kept->size)
         return WEFT_SUCCESS;
-    if (comm->scratch != NULL)
-        comm->ops->mr_deregister(comm->transport, &comm->scratch_mr);
-    free(comm->scratch);
-    comm->scratch_size = 0;
+    if (kept->base != NULL)
+        comm->ops->mr_deregister(comm->transport, &kept->mr);
+    free(kept->base);
+    kept->base = NULL;
+    kept->size = 0;
     size_t rounded = (bytes + 4095) & ~(size_t)4095;
-    comm->scratch = aligned_alloc(4096, rounded);
-    if (comm->scratch == NULL)
-        return wf_comm_fail(comm, WEFT_ERR_NO_MEMORY, "%s on rank %d: cannot allocate %zu bytes of scratch",
-                            comm->coll_name, comm->rank, rounded);
-    if (comm->ops->mr_register(comm->transport, comm->scratch, rounded, &comm->scratch_mr) != 0) {
-        free(comm->scratch);
-        comm->scratch = NULL;
+    kept->base = aligned_alloc(4096, rounded);
+    if (kept->base == NULL)
+        return wf_comm_fail(comm, WEFT_ERR_NO_MEMORY, "%s on rank %d: cannot allocate %zu bytes of scratch; lower "
+                            "WEFT_SCRATCH_KEEP or the message size", comm->coll_name, comm->rank, rounded);
+    if (comm->ops->mr_register(comm->transport, kept->base, rounded, &kept->mr) != 0) {
+        free(kept->base);
+        kept->base = NULL;
         return wf_comm_fail(comm, WEFT_ERR_TRANSPORT, "%s on rank %d: registering %zu bytes of scratch failed: %s; "
                             "check the memlock limit (ulimit -l)", comm->coll_name, comm->rank, rounded,
                             comm->ops->error_string(comm->transport));
     }
-    comm->scratch_size = rounded;
+    kept->size = rounded;
     return WEFT_SUCCESS;
 }
 
-weft_result_t wf_scratch_get(weft_comm_t comm, size_t bytes, wf_scratch_t *scratch)
+weft_result_t wf_scratch_get_for(weft_comm_t comm, wf_scratch_use_t use, size_t bytes, wf_scratch_t *scratch)
 {
     memset(scratch, 0, sizeof(*scratch));
     bytes = bytes > 0 ? bytes : 1;
-    if (bytes <= 16 * comm->chunk_size) {
-        weft_result_t result = grow_kept_scratch(comm, bytes);
-        scratch->base = comm->scratch;
-        scratch->mr = &comm->scratch_mr;
+    if (bytes <= comm->scratch_keep_limit) {
+        wf_kept_scratch_t *kept = &comm->kept_scratch[use];
+        weft_result_t result = grow_kept_scratch(comm, kept, bytes);
+        scratch->base = kept->base;
+        scratch->mr = &kept->mr;
         return result;
     }
 
@@ -231,11 +233,17 @@ void wf_scratch_put(weft_comm_t comm, wf_scratch_t *scratch, weft_result_t resul
     if (!scratch->temporary)
         return;
     wf_mr_put(comm, &scratch->ref);
-    /* A failed communicator runs no further collective, so one kept buffer is enough. */
-    if (result == WEFT_SUCCESS || comm->failed_scratch != NULL)
+    if (result == WEFT_SUCCESS) {
         free(scratch->base);
-    else
-        comm->failed_scratch = scratch->base;
+    } else {
+        /* A failed communicator runs no further collective, and one call has one buffer per use. */
+        for (int i = 0; i < WF_SCRATCH_USES && scratch->base != NULL; i++) {
+            if (comm->failed_scratch[i] == NULL) {
+                comm->failed_scratch[i] = scratch->base;
+                scratch->base = NULL;
+            }
+        }
+    }
     scratch->base = NULL;
     scratch->temporary = 0;
 }

@@ -70,7 +70,7 @@ static void test_table_order_and_help(void **state)
         "WEFT_RANK",          "WEFT_SIZE",         "WEFT_JOB_KEY",     "WEFT_HOSTID",
         "WEFT_CHUNK_SIZE",    "WEFT_EAGER_LIMIT",  "WEFT_REDUCE_PRECISION", "WEFT_TIMEOUT",
         "WEFT_MR_CACHE_SIZE", "WEFT_MR_CACHE_MONITOR", "WEFT_PROGRESS_THREAD", "WEFT_IB_HCA",
-        "WEFT_TOPO_DUMP_FILE", "WEFT_ALGO",        "WEFT_TUNING_FILE",   "WEFT_SHM_CMA",
+        "WEFT_TOPO_DUMP_FILE", "WEFT_ALGO",        "WEFT_TUNING_FILE",   "WEFT_SHM_CMA", "WEFT_SCRATCH_KEEP",
     };
 
     for (int id = 0; id < WF_PARAM_COUNT; id++) {
