@@ -61,6 +61,8 @@ int wf_reduce_plan(wf_reduce_plan_t *plan, weft_datatype_t type, weft_op_t op, i
     plan->reduce_user = kernels->reduce_user;
     plan->finish = kernels->finish;
     plan->reduce_finish = kernels->reduce_finish;
+    plan->reduce_pair = kernels->reduce_pair;
+    plan->reduce_pair_finish = kernels->reduce_pair_finish;
     return 0;
 }
 

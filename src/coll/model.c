@@ -113,9 +113,9 @@ static void direct(const wf_model_input_t *in, wf_estimate_t *e, double block, d
 }
 
 /*
- * Pull: the descriptor exchange, reads pipelined in chunks of raw user data (no partial scale),
- * and a "done reading" message to every peer. The all-reduce adds the reads of the reduced blocks
- * and a second round of messages.
+ * Pull: the descriptor exchange, then reads pipelined in chunks of raw user data (no partial
+ * scale). The reduce-scatter ends with a "done reading" message to every peer. The all-reduce
+ * instead writes each reduced chunk into every peer, which moves the same bytes again.
  */
 static void pull(const wf_model_input_t *in, wf_estimate_t *e, double block, int gather)
 {
@@ -124,8 +124,8 @@ static void pull(const wf_model_input_t *in, wf_estimate_t *e, double block, int
         e->eligible = 0;
         e->reason = "the transport cannot read remote memory";
     }
-    e->steps = gather ? 5.0 : 3.0;
-    e->messages = (gather ? 3.0 : 2.0) * (n - 1) - e->steps;
+    e->steps = 3.0;
+    e->messages = 2.0 * (n - 1) - e->steps;
     e->messages = e->messages > 0.0 ? e->messages : 0.0;
     e->moved = (double)(n - 1) * block * (gather ? 2.0 : 1.0);
     e->local = n * block * in->partial_scale;
