@@ -139,6 +139,14 @@ weft_result_t wf_reduce_scatter_pull(weft_comm_t comm, const void *sendbuf, void
 weft_result_t wf_allreduce_pull(weft_comm_t comm, const void *sendbuf, void *recvbuf, size_t count,
                                 const wf_reduce_plan_t *plan);
 /*
+ * Pull all-gather and broadcast (src/coll/pull_gather.c), for transports with RDMA read. The
+ * all-gather reads every peer's block (bytes and offsets in recvbuf, per rank) from the peer's
+ * recvbuf, where the caller has put each rank's own block. Broadcast readers read the root's buf.
+ */
+weft_result_t wf_allgather_pull(weft_comm_t comm, void *recvbuf, size_t total_bytes, const size_t *bytes,
+                                const size_t *offsets);
+weft_result_t wf_broadcast_pull(weft_comm_t comm, void *buf, size_t bytes, int root);
+/*
  * Hierarchical all-reduce (src/coll/hierarchical.c): reduce-scatter inside each node, all-reduce
  * of each local rank's block across the nodes, all-gather inside each node. Call it only where
  * wf_allreduce_hierarchical_fits returns non-zero.

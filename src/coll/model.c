@@ -221,6 +221,11 @@ static void allgather(const wf_model_input_t *in, wf_algo_t algo, wf_estimate_t 
         e->steps = (double)(n - 1) + 1.0;
         e->moved = (double)(n - 1) * block;
         break;
+    case WF_ALGO_PULL: /* the descriptor exchange, the reads of every block at once, "done" messages */
+        pull(in, e, block, 0);
+        e->local = 0.0;
+        e->chunks = 1.0;
+        break;
     case WF_ALGO_BRUCK:
         for (int distance = 1; distance < n; distance *= 2) {
             int blocks = distance < n - distance ? distance : n - distance;
@@ -278,6 +283,14 @@ static void rooted(const wf_model_input_t *in, wf_algo_t algo, wf_estimate_t *e)
     case WF_ALGO_BINOMIAL:
         e->steps = ceil_log2(n) * message_steps(in, m);
         e->moved = ceil_log2(n) * m;
+        break;
+    case WF_ALGO_PULL: /* the root's descriptor, every reader reads it all, then tells the root */
+        pull(in, e, m, 0);
+        e->messages = (double)(n - 1) - 1.0;
+        e->messages = e->messages > 0.0 ? e->messages : 0.0;
+        e->moved = m;
+        e->local = 0.0;
+        e->chunks = 1.0;
         break;
     case WF_ALGO_CHAIN:
         e->steps = (double)(n - 1) + (chunks(in, m) - 1.0) + 1.0;
