@@ -54,6 +54,14 @@ typedef struct {
     void (*reduce_pair_finish)(void *user_dst, const void *user_a, const void *user_b, size_t n, int nranks);
 } wf_reduce_kernels_t;
 
+/*
+ * AVX2 bfloat16 sum kernels (reduce_bf16_avx2.c), bitwise equal to the generic ones. Call them
+ * only where wf_bf16_avx2_available returns non-zero.
+ */
+int wf_bf16_avx2_available(void);
+void wf_bf16_sum_pair_avx2(void *partial, const void *user_a, const void *user_b, size_t n);
+void wf_bf16_sum_pair_finish_avx2(void *user_dst, const void *user_a, const void *user_b, size_t n, int nranks);
+
 /* Tables indexed by [datatype - first datatype of the table][op]. */
 extern const wf_reduce_kernels_t wf_reduce_integer_kernels[6][WF_OP_COUNT];    /* WEFT_INT8..WEFT_UINT64 */
 extern const wf_reduce_kernels_t wf_reduce_float_kernels[2][WF_OP_COUNT];      /* WEFT_FLOAT32, WEFT_FLOAT64 */
