@@ -115,7 +115,9 @@ static void direct(const wf_model_input_t *in, wf_estimate_t *e, double block, d
 /*
  * Pull: the descriptor exchange, then reads pipelined in chunks of raw user data (no partial
  * scale). The reduce-scatter ends with a "done reading" message to every peer. The all-reduce
- * instead writes each reduced chunk into every peer, which moves the same bytes again.
+ * instead writes each reduced chunk into every peer, which moves the same bytes again. Two more
+ * steps stand for the per-call setup (descriptor tables, read slots, registrations): an estimate,
+ * which keeps pull out of the small sizes where eager messages win.
  */
 static void pull(const wf_model_input_t *in, wf_estimate_t *e, double block, int gather)
 {
@@ -124,8 +126,8 @@ static void pull(const wf_model_input_t *in, wf_estimate_t *e, double block, int
         e->eligible = 0;
         e->reason = "the transport cannot read remote memory";
     }
-    e->steps = 3.0;
-    e->messages = 2.0 * (n - 1) - e->steps;
+    e->steps = 3.0 + 2.0;
+    e->messages = 2.0 * (n - 1) - 3.0;
     e->messages = e->messages > 0.0 ? e->messages : 0.0;
     e->moved = (double)(n - 1) * block * (gather ? 2.0 : 1.0);
     e->local = n * block * in->partial_scale;
@@ -284,7 +286,7 @@ static void rooted(const wf_model_input_t *in, wf_algo_t algo, wf_estimate_t *e)
         e->steps = ceil_log2(n) * message_steps(in, m);
         e->moved = ceil_log2(n) * m;
         break;
-    case WF_ALGO_PULL: /* the root's descriptor, every reader reads it all, then tells the root */
+    case WF_ALGO_PULL: /* the root's descriptor, every reader reads it all, then a "done" message to the root */
         pull(in, e, m, 0);
         e->messages = (double)(n - 1) - 1.0;
         e->messages = e->messages > 0.0 ? e->messages : 0.0;
