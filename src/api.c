@@ -246,6 +246,8 @@ static weft_result_t run_allgather(weft_comm_t comm, const wf_op_t *op)
         result = wf_allgather_direct(comm, op->recvbuf, bytes, offsets);
     else if (algo == WF_ALGO_BRUCK)
         result = wf_allgather_bruck(comm, &group, op->recvbuf, bytes, offsets);
+    else if (algo == WF_ALGO_PULL)
+        result = wf_allgather_pull(comm, op->recvbuf, total, bytes, offsets);
     else
         result = wf_ring_allgather(comm, op->recvbuf, total, bytes, offsets);
     free(bytes);
@@ -379,6 +381,8 @@ static weft_result_t run_broadcast(weft_comm_t comm, const wf_op_t *op)
         return wf_broadcast_direct(comm, op->recvbuf, bytes, op->root);
     case WF_ALGO_BINOMIAL:
         return wf_broadcast_binomial(comm, &group, op->recvbuf, bytes, op->root);
+    case WF_ALGO_PULL:
+        return wf_broadcast_pull(comm, op->recvbuf, bytes, op->root);
     default:
         return wf_chain_broadcast(comm, op->recvbuf, bytes, op->root);
     }

@@ -82,6 +82,9 @@ static weft_result_t run_allgatherv(weft_comm_t comm, const wf_op_t *op)
     case WF_ALGO_BRUCK:
         result = wf_allgather_bruck(comm, &group, op->recvbuf, bytes, offsets);
         break;
+    case WF_ALGO_PULL:
+        result = wf_allgather_pull(comm, op->recvbuf, total, bytes, offsets);
+        break;
     default:
         result = wf_ring_allgather(comm, op->recvbuf, total, bytes, offsets);
         break;

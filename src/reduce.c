@@ -61,6 +61,12 @@ int wf_reduce_plan(wf_reduce_plan_t *plan, weft_datatype_t type, weft_op_t op, i
     plan->reduce_user = kernels->reduce_user;
     plan->finish = kernels->finish;
     plan->reduce_finish = kernels->reduce_finish;
+    plan->reduce_pair = kernels->reduce_pair;
+    plan->reduce_pair_finish = kernels->reduce_pair_finish;
+    if (type == WEFT_BFLOAT16 && op == WEFT_SUM && !native_precision && wf_bf16_avx2_available()) {
+        plan->reduce_pair = wf_bf16_sum_pair_avx2;
+        plan->reduce_pair_finish = wf_bf16_sum_pair_finish_avx2;
+    }
     return 0;
 }
 

@@ -48,6 +48,10 @@ typedef struct {
     void (*finish)(void *user, const void *partial, size_t n, int nranks);
     /* user_dst[i] = finish(partial[i] (op) convert(user_src[i])), fusing the last step of a ring */
     void (*reduce_finish)(void *user_dst, const void *partial, const void *user_src, size_t n, int nranks);
+    /* partial[i] = convert(user_a[i]) (op) convert(user_b[i]): the first step from two raw inputs */
+    void (*reduce_pair)(void *partial, const void *user_a, const void *user_b, size_t n);
+    /* user_dst[i] = finish(convert(user_a[i]) (op) convert(user_b[i])): two inputs, one pass */
+    void (*reduce_pair_finish)(void *user_dst, const void *user_a, const void *user_b, size_t n, int nranks);
 } wf_reduce_plan_t;
 
 /*

@@ -50,7 +50,17 @@ typedef struct {
     void (*reduce_user)(void *dst, const void *user, size_t n);
     void (*finish)(void *user, const void *partial, size_t n, int nranks);
     void (*reduce_finish)(void *user_dst, const void *partial, const void *user_src, size_t n, int nranks);
+    void (*reduce_pair)(void *partial, const void *user_a, const void *user_b, size_t n);
+    void (*reduce_pair_finish)(void *user_dst, const void *user_a, const void *user_b, size_t n, int nranks);
 } wf_reduce_kernels_t;
+
+/*
+ * AVX2 bfloat16 sum kernels (reduce_bf16_avx2.c), bitwise equal to the generic ones. Call them
+ * only where wf_bf16_avx2_available returns non-zero.
+ */
+int wf_bf16_avx2_available(void);
+void wf_bf16_sum_pair_avx2(void *partial, const void *user_a, const void *user_b, size_t n);
+void wf_bf16_sum_pair_finish_avx2(void *user_dst, const void *user_a, const void *user_b, size_t n, int nranks);
 
 /* Tables indexed by [datatype - first datatype of the table][op]. */
 extern const wf_reduce_kernels_t wf_reduce_integer_kernels[6][WF_OP_COUNT];    /* WEFT_INT8..WEFT_UINT64 */
@@ -218,14 +228,15 @@ static inline uint16_t wf_float_to_bfloat16_bits(float f)
 #define WF_KEEP_FINISH(p, nranks) (p)
 
 /*
- * Defines the five kernels name_to_partial ... name_reduce_finish of one plan:
+ * Defines the seven kernels name_to_partial ... name_reduce_pair_finish of one plan:
  *   CONVERT(user element) -> partial element
  *   COMBINE(partial, partial) -> partial
  *   FINISH(partial, nranks) -> user element
  * Element typedefs with alignment 1 let every kernel accept buffers at any byte offset, such as a
  * 16-byte partial at an 8-byte boundary. The vector loops then use unaligned loads and stores.
- * finish, to_partial and reduce_finish read element i before writing element i, so an output may
- * be the same buffer as an input of the same element size, but no other overlap is allowed.
+ * finish, to_partial, reduce_finish and the pair kernels read element i before writing element i,
+ * so an output may be the same buffer as an input of the same element size, but no other overlap
+ * is allowed.
  */
 #define WF_DEFINE_KERNELS(name, user_t, partial_t, CONVERT, COMBINE, FINISH, ATTRIBUTES)          \
     typedef user_t name##_user_t __attribute__((aligned(1)));                                      \
@@ -271,13 +282,31 @@ static inline uint16_t wf_float_to_bfloat16_bits(float f)
         const name##_user_t *u = user_src;                                                         \
         for (size_t i = 0; i < n; i++)                                                             \
             d[i] = FINISH(COMBINE(p[i], CONVERT(u[i])), nranks);                                   \
+    }                                                                                              \
+                                                                                                   \
+    ATTRIBUTES static void name##_reduce_pair(void *partial, const void *user_a, const void *user_b, \
+                                              size_t n)                                            \
+    {                                                                                              \
+        name##_partial_t *p = partial;                                                             \
+        const name##_user_t *a = user_a, *b = user_b;                                              \
+        for (size_t i = 0; i < n; i++)                                                             \
+            p[i] = COMBINE(CONVERT(a[i]), CONVERT(b[i]));                                          \
+    }                                                                                              \
+                                                                                                   \
+    ATTRIBUTES static void name##_reduce_pair_finish(void *user_dst, const void *user_a,           \
+                                                     const void *user_b, size_t n, int nranks)     \
+    {                                                                                              \
+        name##_user_t *d = user_dst;                                                               \
+        const name##_user_t *a = user_a, *b = user_b;                                              \
+        for (size_t i = 0; i < n; i++)                                                             \
+            d[i] = FINISH(COMBINE(CONVERT(a[i]), CONVERT(b[i])), nranks);                          \
     }
 
 /* Table entry for the kernels generated under name. */
 #define WF_KERNELS_ENTRY(name)                                                                     \
     {                                                                                              \
         sizeof(name##_partial_t), name##_to_partial, name##_reduce_partial, name##_reduce_user,   \
-            name##_finish, name##_reduce_finish                                                    \
+            name##_finish, name##_reduce_finish, name##_reduce_pair, name##_reduce_pair_finish     \
     }
 
 /* Table row of the five ops generated under prefix_sum ... prefix_avg. */

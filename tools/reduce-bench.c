@@ -1,9 +1,10 @@
 /*
  * reduce-bench: throughput of the reduction kernels on one core, per datatype.
  *
- * For each datatype it times reduce_partial (partial op= partial) and reduce_user
- * (partial op= convert(user)) over a buffer of --size MiB of user elements and prints the best
- * of --iterations runs. Columns:
+ * For each datatype it times reduce_partial (partial op= partial), reduce_user
+ * (partial op= convert(user)) and pair_finish over a buffer of --size MiB of user elements and
+ * prints the best of --iterations runs. pair_finish is reduce_pair_finish, user =
+ * finish(convert(user) op convert(user)), the one-pass kernel of a two-rank pull. Columns:
  *   user_GB/s  user bytes reduced per second (count * user element size / time), which is the
  *              rate a collective gets from the kernel.
  *   mem_GB/s   bytes read and written per second (both inputs plus the output), which is the
@@ -163,11 +164,19 @@ static void fill_ones(const wf_reduce_plan_t *plan, void *user, size_t n)
 
 typedef struct {
     void *user, *dst, *src;
+    void *user2; /* second user input of reduce_pair_finish */
 } bench_buffers_t;
 
-typedef enum { KERNEL_MEMCPY, KERNEL_ADD_U64, KERNEL_REDUCE_PARTIAL, KERNEL_REDUCE_USER } kernel_t;
+typedef enum {
+    KERNEL_MEMCPY,
+    KERNEL_ADD_U64,
+    KERNEL_REDUCE_PARTIAL,
+    KERNEL_REDUCE_USER,
+    KERNEL_REDUCE_PAIR_FINISH
+} kernel_t;
 
-static const char *const kernel_names[] = {"memcpy", "add_u64", "reduce_partial", "reduce_user"};
+static const char *const kernel_names[] = {"memcpy", "add_u64", "reduce_partial", "reduce_user",
+                                           "pair_finish"};
 
 /* dst[i] += src[i] over 64-bit words: the memory traffic of reduce_partial with the simplest
  * arithmetic, as the compiler vectorizes it (the file is built with -O3). */
@@ -192,6 +201,7 @@ static double time_kernel(const wf_reduce_plan_t *plan, bench_buffers_t *buf, si
         case KERNEL_ADD_U64: add_u64(buf->dst, buf->src, partial_bytes); break;
         case KERNEL_REDUCE_PARTIAL: plan->reduce_partial(buf->dst, buf->src, n); break;
         case KERNEL_REDUCE_USER: plan->reduce_user(buf->dst, buf->user, n); break;
+        case KERNEL_REDUCE_PAIR_FINISH: plan->reduce_pair_finish(buf->dst, buf->user, buf->user2, n, 2); break;
         }
         double elapsed = now_seconds() - start;
         if (run == 0 || elapsed < best)
@@ -209,6 +219,7 @@ static double kernel_memory_bytes(const wf_reduce_plan_t *plan, size_t n, kernel
     case KERNEL_ADD_U64:
     case KERNEL_REDUCE_PARTIAL: return 3 * partial_bytes;
     case KERNEL_REDUCE_USER: return 2 * partial_bytes + (double)n * (double)plan->user_size;
+    case KERNEL_REDUCE_PAIR_FINISH: return 3 * (double)n * (double)plan->user_size;
     }
     return 0;
 }
@@ -221,20 +232,23 @@ static int bench_datatype(const options_t *options, weft_datatype_t type)
         return -1;
     }
     size_t n = options->size_mib * 1024 * 1024 / plan.user_size;
-    bench_buffers_t buf = {malloc(n * plan.user_size), malloc(n * plan.partial_size), malloc(n * plan.partial_size)};
-    if (buf.user == NULL || buf.dst == NULL || buf.src == NULL) {
+    bench_buffers_t buf = {malloc(n * plan.user_size), malloc(n * plan.partial_size), malloc(n * plan.partial_size),
+                           malloc(n * plan.user_size)};
+    if (buf.user == NULL || buf.dst == NULL || buf.src == NULL || buf.user2 == NULL) {
         fprintf(stderr, "reduce-bench: out of memory allocating %zu MiB buffers for %s: try a smaller --size\n",
                 options->size_mib, wf_datatype_name(type));
         free(buf.user);
         free(buf.dst);
         free(buf.src);
+        free(buf.user2);
         return -1;
     }
     fill_ones(&plan, buf.user, n);
+    fill_ones(&plan, buf.user2, n);
     plan.to_partial(buf.src, buf.user, n);
 
     double add_rate = 0;
-    for (kernel_t kernel = KERNEL_MEMCPY; kernel <= KERNEL_REDUCE_USER; kernel++) {
+    for (kernel_t kernel = KERNEL_MEMCPY; kernel <= KERNEL_REDUCE_PAIR_FINISH; kernel++) {
         double seconds = time_kernel(&plan, &buf, n, options->iterations, kernel);
         double mem_rate = kernel_memory_bytes(&plan, n, kernel) / seconds / 1e9;
         char user_rate[16] = "-", of_add[16] = "-";
@@ -251,6 +265,7 @@ static int bench_datatype(const options_t *options, weft_datatype_t type)
     free(buf.user);
     free(buf.dst);
     free(buf.src);
+    free(buf.user2);
     return 0;
 }
 

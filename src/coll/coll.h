@@ -135,12 +135,21 @@ weft_result_t wf_ring_reduce(weft_comm_t comm, const void *sendbuf, void *recvbu
                              const size_t *offsets, const wf_reduce_plan_t *plan, int root);
 /*
  * Pull algorithms (src/coll/pull.c), for transports with RDMA read. Each rank reads its block out
- * of every peer's send buffer and reduces it. The all-reduce then reads the peers' reduced blocks.
+ * of every peer's send buffer and reduces it. The all-reduce then writes each reduced chunk into
+ * every peer's recvbuf.
  */
 weft_result_t wf_reduce_scatter_pull(weft_comm_t comm, const void *sendbuf, void *recvbuf, const size_t *counts,
                                      const size_t *offsets, const wf_reduce_plan_t *plan);
 weft_result_t wf_allreduce_pull(weft_comm_t comm, const void *sendbuf, void *recvbuf, size_t count,
                                 const wf_reduce_plan_t *plan);
+/*
+ * Pull all-gather and broadcast (src/coll/pull_gather.c), for transports with RDMA read. The
+ * all-gather reads every peer's block (bytes and offsets in recvbuf, per rank) from the peer's
+ * recvbuf, where the caller has put each rank's own block. Broadcast readers read the root's buf.
+ */
+weft_result_t wf_allgather_pull(weft_comm_t comm, void *recvbuf, size_t total_bytes, const size_t *bytes,
+                                const size_t *offsets);
+weft_result_t wf_broadcast_pull(weft_comm_t comm, void *buf, size_t bytes, int root);
 /*
  * Hierarchical algorithms (src/coll/hierarchical.c), in a phase inside each node and a phase
  * across the rails (local rank l of every node). Call them only where wf_hierarchical_fits returns

@@ -125,9 +125,11 @@ static void direct(const wf_model_input_t *in, wf_estimate_t *e, double block, d
 }
 
 /*
- * Pull: the descriptor exchange, reads pipelined in chunks of raw user data (no partial scale),
- * and a "done reading" message to every peer. The all-reduce adds the reads of the reduced blocks
- * and a second round of messages.
+ * Pull: the descriptor exchange, then reads pipelined in chunks of raw user data (no partial
+ * scale). The reduce-scatter ends with a "done reading" message to every peer. The all-reduce
+ * instead writes each reduced chunk into every peer, which moves the same bytes again. Two more
+ * steps stand for the per-call setup (descriptor tables, read slots, registrations): an estimate,
+ * which keeps pull out of the small sizes where eager messages win.
  */
 static void pull(const wf_model_input_t *in, wf_estimate_t *e, double block, int gather)
 {
@@ -136,8 +138,8 @@ static void pull(const wf_model_input_t *in, wf_estimate_t *e, double block, int
         e->eligible = 0;
         e->reason = "the transport cannot read remote memory";
     }
-    e->steps = gather ? 5.0 : 3.0;
-    e->messages = (gather ? 3.0 : 2.0) * (n - 1) - e->steps;
+    e->steps = 3.0 + 2.0;
+    e->messages = 2.0 * (n - 1) - 3.0;
     e->messages = e->messages > 0.0 ? e->messages : 0.0;
     e->moved = (double)(n - 1) * block * (gather ? 2.0 : 1.0);
     e->local = n * block * in->partial_scale;
@@ -192,6 +194,11 @@ static void allgather(const wf_model_input_t *in, wf_algo_t algo, wf_estimate_t 
     case WF_ALGO_RING: /* the descriptor exchange, then n - 1 steps */
         e->steps = (double)(n - 1) + 1.0;
         e->moved = (double)(n - 1) * block;
+        break;
+    case WF_ALGO_PULL: /* the descriptor exchange, the reads of every block at once, "done" messages */
+        pull(in, e, block, 0);
+        e->local = 0.0;
+        e->chunks = 1.0;
         break;
     case WF_ALGO_BRUCK:
         for (int distance = 1; distance < n; distance *= 2) {
@@ -250,6 +257,14 @@ static void rooted(const wf_model_input_t *in, wf_algo_t algo, wf_estimate_t *e)
     case WF_ALGO_BINOMIAL:
         e->steps = ceil_log2(n) * message_steps(in, m);
         e->moved = ceil_log2(n) * m;
+        break;
+    case WF_ALGO_PULL: /* the root's descriptor, every reader reads it all, then a "done" message to the root */
+        pull(in, e, m, 0);
+        e->messages = (double)(n - 1) - 1.0;
+        e->messages = e->messages > 0.0 ? e->messages : 0.0;
+        e->moved = m;
+        e->local = 0.0;
+        e->chunks = 1.0;
         break;
     case WF_ALGO_CHAIN:
         e->steps = (double)(n - 1) + (chunks(in, m) - 1.0) + 1.0;

@@ -18,7 +18,8 @@ static void print_usage(FILE *out)
     fprintf(out,
             "usage: coll_check [--quick] [--large] [--seed N] [--coll NAME] [--verbose]\n"
             "  --quick      fewer counts and large cases (for runs with many ranks)\n"
-            "  --large      add a float32 all-reduce of 64 MiB + 12 bytes\n"
+            "  --large      add float32 cases above 64 MiB: all-reduce and broadcast of 64 MiB + 12 bytes,\n"
+            "               and an all-gather whose output is above 64 MiB\n"
             "  --seed N     seed of the input pattern (default 1); use the same on every rank\n"
             "  --coll NAME  run only allreduce, allgather, reduce_scatter, broadcast or barrier\n"
             "  --verbose    rank 0 prints every case and its time in seconds\n");

@@ -30,7 +30,7 @@ typedef struct {
 
 typedef struct {
     int quick;         /* fewer counts and large cases: for high rank counts */
-    int large;         /* add an all-reduce above 64 MiB */
+    int large;         /* add an all-reduce, all-gather and broadcast above 64 MiB */
     int verbose;       /* rank 0 prints every case with its time */
     int only_coll;     /* run only this collective, or -1 for all */
     uint64_t seed;

@@ -17,7 +17,7 @@
 #define CT_LARGE_BLOCK_COUNT ((1u << 18) + 3)
 /* Full mode only: 512 KiB of float64, more than one message for any likely eager limit. */
 #define CT_MEDIUM_COUNT 65537
-/* float32 elements in 64 MiB plus 3: the --large case. */
+/* float32 elements in 64 MiB plus 3: the --large cases. */
 #define CT_ABOVE_64MIB_COUNT ((64u << 20) / 4 + 3)
 
 static const char *const coll_names[CT_NUM_COLLS] = {"allreduce", "allgather", "reduce_scatter",
@@ -168,6 +168,11 @@ void ct_plan_cases(const ct_options_t *options, int nranks, ct_case_list_t *list
         plan_large(options, nranks, coll, list);
         if (options->large && coll == CT_ALLREDUCE)
             add_case(list, coll, WEFT_FLOAT32, WEFT_SUM, CT_ABOVE_64MIB_COUNT, 0, 0);
+        /* All-gather: every rank's block is a share of the 64 MiB, so the output is above it. */
+        if (options->large && coll == CT_ALLGATHER)
+            add_case(list, coll, WEFT_FLOAT32, WEFT_SUM, CT_ABOVE_64MIB_COUNT / (size_t)nranks + 1, 0, 0);
+        if (options->large && coll == CT_BROADCAST)
+            add_case(list, coll, WEFT_FLOAT32, WEFT_SUM, CT_ABOVE_64MIB_COUNT, 0, nranks - 1);
     }
 }
 

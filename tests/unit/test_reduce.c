@@ -527,7 +527,7 @@ static void free_buffers(buffers_t *buf)
     free(buf->partial);
 }
 
-/* Runs the five kernels of c on the first n elements and compares them with the reference. */
+/* Runs the seven kernels of c on the first n elements and compares them with the reference. */
 static void check_kernels(const case_t *c, const buffers_t *buf, size_t n)
 {
     wf_reduce_plan_t plan;
@@ -555,6 +555,14 @@ static void check_kernels(const case_t *c, const buffers_t *buf, size_t n)
     memset(buf->user, 0, n * us);
     plan.reduce_finish(buf->user, buf->pa, buf->b, n, TEST_NRANKS);
     expect_elements(c, "reduce_finish", buf->user, buf->expected, n, us, buf->a, buf->b);
+
+    memset(buf->partial, 0, n * ps);
+    plan.reduce_pair(buf->partial, buf->a, buf->b, n);
+    expect_elements(c, "reduce_pair", buf->partial, buf->pab, n, ps, buf->a, buf->b);
+
+    memset(buf->user, 0, n * us);
+    plan.reduce_pair_finish(buf->user, buf->a, buf->b, n, TEST_NRANKS);
+    expect_elements(c, "reduce_pair_finish", buf->user, buf->expected, n, us, buf->a, buf->b);
 }
 
 /* Every op of one precision: the reference is computed once for MAX_COUNT elements, and the
@@ -629,12 +637,14 @@ static void test_kernels_zero_count_null(void **state)
             plan.reduce_user(NULL, NULL, 0);
             plan.finish(NULL, NULL, 0, 4);
             plan.reduce_finish(NULL, NULL, NULL, 0, 4);
+            plan.reduce_pair(NULL, NULL, NULL, 0);
+            plan.reduce_pair_finish(NULL, NULL, NULL, 0, 4);
         }
 }
 
 /* ---- Aliasing and alignment promised by the kernels ---- */
 
-/* reduce_finish into its own user input, and finish into its own partial (same element size). */
+/* reduce_finish and reduce_pair_finish into their own user input, and finish into its own partial. */
 static void test_kernels_in_place(void **state)
 {
     (void)state;
@@ -653,6 +663,12 @@ static void test_kernels_in_place(void **state)
     assert_memory_equal(in_place, out_of_place, sizeof in_place);
     for (int i = 0; i < N; i++)
         assert_true(bits_of_float(out_of_place[i]) == bits_of_float((float)(((double)a[i] + b[i]) / 2)));
+
+    plan.reduce_pair_finish(in_place, a, b, N, 2);
+    assert_memory_equal(in_place, out_of_place, sizeof in_place);
+    memcpy(in_place, a, sizeof a);
+    plan.reduce_pair_finish(in_place, in_place, b, N, 2);
+    assert_memory_equal(in_place, out_of_place, sizeof in_place);
 
     plan.finish(out_of_place, a, N, 3);
     memcpy(in_place, a, sizeof a);

@@ -92,7 +92,7 @@ static void test_algo_bare_list(void **state)
 
     parse_algo_ok("^direct");
     assert_int_equal(config.allowed[WF_COLL_ALLREDUCE], ALL_ALLREDUCE & ~BIT(WF_ALGO_DIRECT));
-    assert_int_equal(config.allowed[WF_COLL_BROADCAST], BIT(WF_ALGO_BINOMIAL) | BIT(WF_ALGO_CHAIN));
+    assert_int_equal(config.allowed[WF_COLL_BROADCAST], BIT(WF_ALGO_BINOMIAL) | BIT(WF_ALGO_CHAIN) | BIT(WF_ALGO_PULL));
     assert_int_equal(config.restricted[WF_COLL_BARRIER], 0);
 }
 
@@ -354,7 +354,12 @@ static void test_decide_model(void **state)
     /* Large vectors: the pipelined ring. */
     choice = decide(WF_COLL_ALLREDUCE, 64u << 20, 8);
     assert_int_equal(choice.algo, WF_ALGO_RING);
+    /* Large broadcasts: every rank reads the root's buffer where the transport can read, else the chain. */
     choice = decide(WF_COLL_BROADCAST, 64u << 20, 8);
+    assert_int_equal(choice.algo, WF_ALGO_PULL);
+    wf_model_input_t no_reads = input_of(WF_COLL_BROADCAST, 64u << 20, 8);
+    no_reads.can_read = 0;
+    wf_select_decide(&config, &no_reads, &choice);
     assert_int_equal(choice.algo, WF_ALGO_CHAIN);
     /* Direct cannot serve blocks above the eager limit, nor more than 64 ranks. */
     choice = decide(WF_COLL_ALLGATHER, 8u << 20, 4);
