@@ -58,6 +58,8 @@ weft_result_t wf_select_init(weft_comm_t comm)
     int shm = comm->ops == &wf_shm_transport || strcmp(comm->ops->provider_name(comm->transport), "shm") == 0;
     comm->transport_class = shm ? WF_TRANSPORT_CLASS_SHM : WF_TRANSPORT_CLASS_NET;
     comm->select_hash = wf_select_hash(config);
+    for (int c = 0; c < WF_COLL_COUNT; c++)
+        comm->select_memo[c].valid = 0;
     log_configuration(comm);
     return WEFT_SUCCESS;
 }
@@ -83,6 +85,10 @@ static void log_choice(weft_comm_t comm, const wf_model_input_t *input, const wf
 
 wf_algo_t wf_select(weft_comm_t comm, wf_coll_t coll, uint64_t bytes, uint64_t block_bytes, double partial_scale)
 {
+    /* Same inputs as the previous call of this collective: same choice, already logged. */
+    if (comm->select_memo[coll].valid && comm->select_memo[coll].bytes == bytes &&
+        comm->select_memo[coll].block_bytes == block_bytes && comm->select_memo[coll].partial_scale == partial_scale)
+        return comm->select_memo[coll].algo;
     wf_model_input_t input = {coll,
                               bytes,
                               block_bytes,
@@ -96,5 +102,10 @@ wf_algo_t wf_select(weft_comm_t comm, wf_coll_t coll, uint64_t bytes, uint64_t b
     wf_choice_t choice;
     wf_select_decide(&comm->select, comm->transport_class, &input, &choice);
     log_choice(comm, &input, &choice);
+    comm->select_memo[coll].valid = 1;
+    comm->select_memo[coll].bytes = bytes;
+    comm->select_memo[coll].block_bytes = block_bytes;
+    comm->select_memo[coll].partial_scale = partial_scale;
+    comm->select_memo[coll].algo = choice.algo;
     return choice.algo;
 }
