@@ -34,6 +34,8 @@ static uint64_t monotonic_ns(void)
 
 void wf_shm_ring_doorbell(struct wf_transport *t, int peer)
 {
+    if (!t->peers[peer].rings_doorbell)
+        return; /* the peer polls this rank's ring */
     _Atomic uint64_t *word = &t->peers[peer].header->doorbell[t->rank / 64];
     uint64_t bit = 1ull << (t->rank % 64);
     /*

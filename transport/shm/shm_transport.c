@@ -91,6 +91,17 @@ static int shm_create(const wf_transport_config_t *config, wf_transport_t **out,
             t->served_count += t->served[r] != 0 || r == config->rank;
     }
     t->cma_chunk = WF_SHM_CMA_CHUNK;
+    if (t->served_count <= WF_SHM_POLL_RINGS_MAX) {
+        t->polled = malloc((size_t)t->served_count * sizeof(*t->polled));
+        if (t->polled == NULL) {
+            shm_destroy(t);
+            wf_shm_format(err, errlen, "shm transport create: out of memory for %d peers", config->nranks);
+            return -ENOMEM;
+        }
+        for (int r = 0; r < t->nranks; r++)
+            if (wf_shm_serves(t, r))
+                t->polled[t->polled_count++] = r;
+    }
 
     rc = wf_shm_segment_create(t, err, errlen);
     if (rc != 0) {
@@ -383,6 +394,7 @@ static void shm_destroy(wf_transport_t *t)
     wf_shm_segment_release(t);
     free(t->peers);
     free(t->served);
+    free(t->polled);
     free(t->rts);
     free(t->free_rts);
     free(t->regions);
