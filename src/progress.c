@@ -5,14 +5,15 @@
  * so that ranks oversubscribing cores (more ranks than cores) still make progress. The spin ends
  * after comm->spin_polls polls or WF_SPIN_NS, whichever comes first. A rank that shares its core
  * with the rank it waits for delays that rank by as long as it spins, and 2000 polls of weft's shm
- * transport took about 50 us. When this node has more of the communicator's ranks than this
- * process may run on, the spin is cut to WF_SPIN_POLLS_OVERSUBSCRIBED polls.
+ * transport took about 50 us. When this node has more of the communicator's ranks than CPUs that
+ * its ranks may run on together, the spin is cut to WF_SPIN_POLLS_OVERSUBSCRIBED polls.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "comm.h"
@@ -73,8 +74,8 @@ void wf_coll_begin(weft_comm_t comm, const char *name, const wf_signature_t *sig
     comm->next_token = 0;
     comm->idle_polls = 0;
     /*
-     * The coarse clock costs a few nanoseconds instead of tens. It lags CLOCK_MONOTONIC by at
-     * most one scheduler tick, so the deadline of WEFT_TIMEOUT seconds ends that much early.
+     * The coarse clock returns the time of the last scheduler tick without reading a timer. It
+     * lags CLOCK_MONOTONIC by at most one tick, so the WEFT_TIMEOUT deadline ends that much early.
      */
     clock_gettime(CLOCK_MONOTONIC_COARSE, &comm->deadline);
     comm->deadline.tv_sec += comm->timeout_s;
@@ -201,14 +202,64 @@ static weft_result_t blame_lost_rank(weft_comm_t comm)
     return WEFT_SUCCESS;
 }
 
-void wf_comm_set_spin(weft_comm_t comm)
+/* Add the CPUs of a list in hwloc's syntax, such as "0-3,8", to set. Returns -1 if it does not parse. */
+static int add_cpu_list(const char *list, cpu_set_t *set)
+{
+    const char *p = list;
+    if (*p == '\0')
+        return -1;
+    while (*p != '\0') {
+        char *end;
+        long first = strtol(p, &end, 10), last;
+        if (end == p || first < 0)
+            return -1;
+        last = first;
+        if (*end == '-') {
+            p = end + 1;
+            last = strtol(p, &end, 10);
+            if (end == p || last < first)
+                return -1;
+        }
+        if (last >= CPU_SETSIZE)
+            return -1;
+        for (long cpu = first; cpu <= last; cpu++)
+            CPU_SET((int)cpu, set);
+        if (*end == ',')
+            end++;
+        else if (*end != '\0')
+            return -1;
+        p = end;
+    }
+    return 0;
+}
+
+/*
+ * Count the CPUs that the ranks of this rank's node may run on, from the bindings they published
+ * at init. Two ranks bound to one CPU each have two CPUs between them, although each process is
+ * allowed only one. Counts this process's own CPUs when a binding is unknown or was cut.
+ */
+static int node_cpus(weft_comm_t comm)
 {
     cpu_set_t allowed;
-    int cpus = sched_getaffinity(0, sizeof(allowed), &allowed) == 0 ? CPU_COUNT(&allowed) : 0;
+    int own = sched_getaffinity(0, sizeof(allowed), &allowed) == 0 ? CPU_COUNT(&allowed) : 0;
+    if (comm->summaries == NULL || comm->nodes.node_of_rank == NULL)
+        return own;
+    cpu_set_t node;
+    CPU_ZERO(&node);
+    int my_node = comm->nodes.node_of_rank[comm->rank];
+    for (int r = 0; r < comm->nranks; r++)
+        if (comm->nodes.node_of_rank[r] == my_node && add_cpu_list(comm->summaries[r].cpuset, &node) != 0)
+            return own;
+    return CPU_COUNT(&node);
+}
+
+void wf_comm_set_spin(weft_comm_t comm)
+{
+    int cpus = node_cpus(comm);
     int local = comm->nodes.local_size != NULL ? comm->nodes.local_size[comm->rank] : 1;
     int oversubscribed = cpus > 0 && local > cpus;
     comm->spin_polls = oversubscribed ? WF_SPIN_POLLS_OVERSUBSCRIBED : WF_SPIN_POLLS;
-    WF_INFO(WF_SUB_INIT, "rank %d: %d ranks on this node, %d CPUs allowed to this process: %s", comm->rank, local,
+    WF_INFO(WF_SUB_INIT, "rank %d: %d ranks on this node, %d CPUs allowed to them: %s", comm->rank, local,
             cpus, oversubscribed ? "oversubscribed, so waits yield the core after 16 idle polls"
                                  : "waits spin for 2000 idle polls before yielding the core");
 }
@@ -218,7 +269,7 @@ weft_result_t wf_comm_check_lost_rank(weft_comm_t comm)
     if (comm->bootstrap->check == NULL)
         return WEFT_SUCCESS;
     struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &now); /* a tick of resolution is plenty for WF_LOST_CHECK_MS */
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &now); /* one tick of resolution is enough here */
     uint64_t now_ms = (uint64_t)now.tv_sec * 1000u + (uint64_t)now.tv_nsec / 1000000u;
     if (now_ms - comm->lost_check_ms < WF_LOST_CHECK_MS)
         return WEFT_SUCCESS;

@@ -410,7 +410,14 @@ static int poll_rings(struct wf_transport *t)
     for (int i = 0; i < t->polled_count; i++) {
         wf_shm_ring_end_t *in = &t->peers[t->polled[i]].in;
         /* The common case, an empty ring, costs one load of a line that stays cached until it changes. */
-        if (atomic_load_explicit(&in->shared->head, memory_order_relaxed) == in->position)
+        uint64_t head = atomic_load_explicit(&in->shared->head, memory_order_relaxed);
+        /*
+         * Also load the line where the next record starts, whatever the value of head, so that
+         * the two cache misses after the sender publishes can overlap instead of following each
+         * other.
+         */
+        (void)*(volatile const unsigned char *)&in->shared->data[in->position & (in->capacity - 1)];
+        if (head == in->position)
             continue;
         int rc = drain_ring(t, t->polled[i]);
         if (rc < 0)
