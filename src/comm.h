@@ -155,6 +155,7 @@ struct weft_comm {
     struct timespec deadline;
     unsigned idle_polls;
     unsigned spin_polls;  /* idle polls before a wait starts yielding the core (set by wf_comm_set_spin) */
+    int oversubscribed;   /* this node has more ranks than CPUs for them: yield on every idle poll */
     /* Algorithm selection (src/coll/select.h), set up at init and agreed by every rank. */
     wf_select_config_t select;
     wf_transport_class_t transport_class; /* which column of model parameters applies */
