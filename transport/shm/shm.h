@@ -26,6 +26,7 @@
 #include "log.h"
 #include "shm_ring.h"
 #include "transport.h"
+#include "xfer.h"
 
 #define WF_SHM_INFO(format, ...) WF_INFO(WF_SUB_NET, "NET/SHM " format, ##__VA_ARGS__)
 #define WF_SHM_WARN(format, ...) WF_WARN(WF_SUB_NET, "NET/SHM " format, ##__VA_ARGS__)
@@ -260,8 +261,7 @@ struct wf_transport {
      */
     int post_depth;
     int destroying;                  /* drain() ran: xfers of posted operations are never touched again */
-    uint32_t *deferred_immediates;
-    size_t deferred_count, deferred_capacity;
+    wf_held_immediates_t deferred_immediates;
     int deferred_error;              /* negative code of a failure seen during a post */
 
     size_t cma_chunk;                /* bytes per CMA call, WF_SHM_CMA_CHUNK unless a benchmark changes it */

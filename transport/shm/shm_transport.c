@@ -343,13 +343,6 @@ static size_t shm_max_message_size(wf_transport_t *t)
     return WF_SHM_MAX_MESSAGE;
 }
 
-static uint64_t monotonic_ns(void)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
-}
-
 /*
  * After a failure: forget every posted operation without touching its xfer, then keep reading the
  * inbound rings until they stay empty for WF_SHM_QUIET_MS, at most milliseconds. Reading lets a
@@ -362,12 +355,12 @@ static void shm_drain(wf_transport_t *t, int milliseconds)
         return;
     t->destroying = 1;
     wf_shm_drop_queues(t);
-    uint64_t now = monotonic_ns(), until = now + (uint64_t)milliseconds * 1000000u, last_event = now;
+    uint64_t now = wf_xfer_now_ns(), until = now + (uint64_t)milliseconds * 1000000u, last_event = now;
     while (now < until && now - last_event < (uint64_t)WF_SHM_QUIET_MS * 1000000u) {
         wf_shm_flush_dones(t);
         if (wf_shm_poll(t) != 0)
-            last_event = monotonic_ns();
-        now = monotonic_ns();
+            last_event = wf_xfer_now_ns();
+        now = wf_xfer_now_ns();
     }
 }
 
@@ -399,7 +392,7 @@ static void shm_destroy(wf_transport_t *t)
     free(t->free_rts);
     free(t->regions);
     free(t->free_regions);
-    free(t->deferred_immediates);
+    wf_held_immediates_free(&t->deferred_immediates);
     free(t);
 }
 
