@@ -1,9 +1,10 @@
 /*
  * Progress engine: polling the transport, waiting with a deadline, arrival counters.
  *
- * Waiting spins on the completion queue for a short while and then yields the CPU on every poll,
- * so that ranks oversubscribing cores (more ranks than cores) still make progress. The spin ends
- * after comm->spin_polls polls or WF_SPIN_NS, whichever comes first. A rank that shares its core
+ * Waiting spins on the completion queue for a short while and then yields the CPU: on every poll
+ * when the node's ranks outnumber its CPUs, so that they all still make progress, and on every
+ * 64th poll otherwise. The spin ends after comm->spin_polls polls or WF_SPIN_NS, whichever comes
+ * first. A rank that shares its core
  * with the rank it waits for delays that rank by as long as it spins, and 2000 polls of weft's shm
  * transport took about 50 us. When this node has more of the communicator's ranks than CPUs that
  * its ranks may run on together, the spin is cut to WF_SPIN_POLLS_OVERSUBSCRIBED polls.
@@ -262,7 +263,7 @@ void wf_comm_set_spin(weft_comm_t comm)
     comm->spin_polls = oversubscribed ? WF_SPIN_POLLS_OVERSUBSCRIBED : WF_SPIN_POLLS;
     WF_INFO(WF_SUB_INIT, "rank %d: %d ranks on this node, %d CPUs allowed to them: %s", comm->rank, local,
             cpus, oversubscribed ? "oversubscribed, so waits yield the core after 16 idle polls"
-                                 : "waits spin for 2000 idle polls before yielding the core");
+                                 : "waits spin for 2000 idle polls, then yield the core on every 64th poll");
 }
 
 weft_result_t wf_comm_check_lost_rank(weft_comm_t comm)
