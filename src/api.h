@@ -45,4 +45,10 @@ int wf_first_overlap(wf_range_t *ranges, int count);
 /* tables arrays of nranks size_t in one heap block, or NULL after recording WEFT_ERR_NO_MEMORY. */
 size_t *wf_block_tables(weft_comm_t comm, int tables);
 
+/*
+ * Communicators up to this size keep the block tables of a call on the stack, because a heap block
+ * per call is a measurable part of the cost of a small collective.
+ */
+#define WF_STACK_TABLE_RANKS 16
+
 #endif /* WF_API_H */

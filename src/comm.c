@@ -378,7 +378,7 @@ static void comm_free(weft_comm_t comm)
         free(comm->failed_scratch[i]);
     }
     free(comm->step_stage);
-    free(comm->sig_in); /* sig_out is in the same block */
+    free(comm->sig_halves[0]); /* sig_halves[1] and sig_out are in the same block */
     free(comm->report_xfers);
     free(comm->pack_buffer);
     free(comm->control);

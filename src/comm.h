@@ -168,6 +168,7 @@ struct weft_comm {
     struct timespec deadline;
     unsigned idle_polls;
     unsigned spin_polls;  /* idle polls before a wait starts yielding the core (set by wf_comm_set_spin) */
+    int oversubscribed;   /* more ranks on this node than CPUs they may run on, so waits yield on every idle poll */
     /* Algorithm selection (src/coll/select.h), set up at init and agreed by every rank. */
     wf_select_config_t select;
     wf_transport_class_t transport_class; /* of the whole transport (the route counts as net) */
@@ -176,6 +177,18 @@ struct weft_comm {
     uint64_t select_hash;                 /* of select, compared across ranks at init */
     int max_ranks_per_node;
     uint16_t tune_logged[WF_COLL_COUNT][65]; /* algorithms logged per collective and size class */
+    /*
+     * The last choice of each collective and the inputs that vary per call. The model is a pure
+     * function of those and of the settings above. Evaluating it took a fifth of the instructions
+     * of an 8-byte all-reduce on two ranks, so a call that repeats the previous size reuses the choice.
+     */
+    struct {
+        int valid;
+        int uneven; /* the call was a v form, which some algorithms cannot serve */
+        uint64_t bytes, block_bytes;
+        double partial_scale;
+        wf_algo_t algo;
+    } select_memo[WF_COLL_COUNT];
     int can_read; /* the transport reads remote memory from every peer (the pull algorithms) */
     uint64_t idle_since_ns; /* monotonic time of the first idle poll of the current wait */
     uint64_t lost_check_ms; /* when wf_comm_check_lost_rank last asked the bootstrap (monotonic ms) */
@@ -191,14 +204,20 @@ struct weft_comm {
      * Mismatch detection (src/mismatch.c). sig_in receives the right neighbour's signature and
      * any data it sends this rank; sig_out stages this rank's signature and data for the left
      * neighbour. Both hold a header plus eager_limit bytes, so no neighbour's message can be cut.
+     * Consecutive collectives receive into alternate halves of sig_halves, so the next one's
+     * receive can be posted while this one's data is still being read.
      */
     wf_signature_t sig;     /* this rank's signature of the current collective */
     unsigned sig_sub;       /* 8 bits of sig for the tags of direct data messages */
-    char *sig_in, *sig_out;
+    char *sig_in, *sig_out; /* sig_in is sig_halves[sig_half] */
+    char *sig_halves[2];    /* one allocation with sig_out, which follows them */
+    int sig_half;
+    uint32_t sig_ahead_seq; /* collective whose receive is posted ahead in the other half, or 0 */
     size_t sig_capacity;    /* bytes of each of sig_in and sig_out */
-    wf_mr_t sig_mr;         /* both buffers, one registration */
+    wf_mr_t sig_mr;         /* all three buffers, one registration */
     void *sig_desc;
-    wf_xfer_t sig_in_xfer, sig_out_xfer;
+    wf_xfer_t *sig_in_xfer; /* &sig_in_xfers[sig_half] */
+    wf_xfer_t sig_in_xfers[2], sig_out_xfer;
     int sig_registered;
     int sig_sent;           /* this collective's signature is posted to the left neighbour */
     int sig_waiting;        /* the right neighbour's signature is expected and not compared yet */
@@ -282,7 +301,7 @@ static inline const void *wf_sig_data(const weft_comm_t comm) { return comm->sig
 /* Non-zero when the neighbour's signature or another rank's report waits to be looked at. */
 static inline int wf_mismatch_pending(const weft_comm_t comm)
 {
-    return (comm->sig_waiting && comm->sig_in_xfer.done) || comm->report_in_xfer.done;
+    return (comm->sig_waiting && comm->sig_in_xfer->done) || comm->report_in_xfer.done;
 }
 
 /*

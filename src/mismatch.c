@@ -80,7 +80,7 @@ uint64_t wf_mismatch_now_ns(void)
 weft_result_t wf_mismatch_init(weft_comm_t comm)
 {
     size_t capacity = (HEADER + comm->eager_limit + 63) & ~(size_t)63;
-    size_t bytes = (2 * capacity + 4095) & ~(size_t)4095;
+    size_t bytes = (3 * capacity + 4095) & ~(size_t)4095; /* two receive halves and sig_out */
     char *base = aligned_alloc(4096, bytes);
     if (base == NULL) {
         snprintf(comm->last_error, sizeof(comm->last_error),
@@ -89,8 +89,12 @@ weft_result_t wf_mismatch_init(weft_comm_t comm)
         return WEFT_ERR_NO_MEMORY;
     }
     memset(base, 0, bytes);
-    comm->sig_in = base;
-    comm->sig_out = base + capacity;
+    comm->sig_halves[0] = base;
+    comm->sig_halves[1] = base + capacity;
+    comm->sig_out = base + 2 * capacity;
+    comm->sig_half = 0;
+    comm->sig_in = comm->sig_halves[0];
+    comm->sig_in_xfer = &comm->sig_in_xfers[0];
     comm->sig_capacity = capacity;
     if (comm->ops->mr_register(comm->transport, base, bytes, &comm->sig_mr) != 0) {
         snprintf(comm->last_error, sizeof(comm->last_error),
@@ -126,6 +130,14 @@ void wf_mismatch_fini(weft_comm_t comm)
     comm->sig_registered = 0;
 }
 
+/* Post the receive of the right neighbour's signature message of collective seq into a half. */
+static int post_signature_receive(weft_comm_t comm, uint32_t seq, int half)
+{
+    int right = wf_right(comm);
+    return wf_post_recv(comm, right, wf_tag(seq, WF_TAG_SIG, 0, right), comm->sig_halves[half], comm->sig_capacity,
+                        comm->sig_desc, &comm->sig_in_xfers[half]) == WEFT_SUCCESS;
+}
+
 void wf_sig_begin(weft_comm_t comm, const wf_signature_t *sig)
 {
     comm->sig = *sig;
@@ -144,10 +156,24 @@ void wf_sig_begin(weft_comm_t comm, const wf_signature_t *sig)
         return;
     }
     comm->sig_sent = comm->sig_checked = comm->sig_done = 0;
-    int right = wf_right(comm);
-    if (wf_post_recv(comm, right, wf_tag(comm->seq, WF_TAG_SIG, 0, right), comm->sig_in, comm->sig_capacity,
-                     comm->sig_desc, &comm->sig_in_xfer) == WEFT_SUCCESS)
+
+    /* Use the half the previous collective did not use, where this one's receive may be posted already. */
+    comm->sig_half ^= 1;
+    comm->sig_in = comm->sig_halves[comm->sig_half];
+    comm->sig_in_xfer = &comm->sig_in_xfers[comm->sig_half];
+    if (comm->sig_ahead_seq == comm->seq || post_signature_receive(comm, comm->seq, comm->sig_half))
         comm->sig_waiting = 1;
+
+    /*
+     * Post the next collective's receive into the other half now. A right neighbour that starts
+     * it before this rank does then finds the receive posted, and its message is not copied
+     * into an unexpected message and out again. wf_coll_begin is the only place that advances
+     * seq, and it always calls this function, so the receive posted ahead is never left over
+     * while the communicator works.
+     */
+    uint32_t next = (comm->seq + 1) & 0xffffffu;
+    next = next != 0 ? next : 1;
+    comm->sig_ahead_seq = comm->sig_waiting && post_signature_receive(comm, next, comm->sig_half ^ 1) ? next : 0;
 }
 
 weft_result_t wf_sig_send(weft_comm_t comm, const void *data, size_t bytes, size_t expect)
@@ -296,7 +322,7 @@ static weft_result_t compare_signature(weft_comm_t comm, int peer, const wf_sign
 /* Compare the right neighbour's signature, which has arrived, with this rank's. */
 static weft_result_t check_signature(weft_comm_t comm)
 {
-    wf_xfer_t *xfer = &comm->sig_in_xfer;
+    wf_xfer_t *xfer = comm->sig_in_xfer;
     int right = wf_right(comm);
     comm->sig_waiting = 0;
     if (xfer->status != 0)
@@ -353,7 +379,7 @@ weft_result_t wf_mismatch_poll(weft_comm_t comm)
         return comm->failure;
     if (comm->report_in_xfer.done && wf_mismatch_report_received(comm) != WEFT_SUCCESS)
         return comm->failure;
-    if (comm->sig_waiting && comm->sig_in_xfer.done)
+    if (comm->sig_waiting && comm->sig_in_xfer->done)
         return check_signature(comm);
     return WEFT_SUCCESS;
 }
@@ -389,7 +415,7 @@ weft_result_t wf_sig_wait(weft_comm_t comm)
     }
     if (result != WEFT_SUCCESS)
         return result;
-    size_t received = comm->sig_in_xfer.length - HEADER;
+    size_t received = comm->sig_in_xfer->length - HEADER;
     if (received != comm->sig_expect)
         return wf_comm_length_mismatch(comm, right, "the signature message", comm->sig_expect, received, 0);
     while (result == WEFT_SUCCESS && !comm->sig_out_xfer.done)

@@ -1,18 +1,20 @@
 /*
  * Progress engine: polling the transport, waiting with a deadline, arrival counters.
  *
- * Waiting spins on the completion queue for a short while and then yields the CPU on every poll,
- * so that ranks oversubscribing cores (more ranks than cores) still make progress. The spin ends
- * after comm->spin_polls polls or WF_SPIN_NS, whichever comes first. A rank that shares its core
+ * Waiting spins on the completion queue for a short while and then yields the CPU: on every poll
+ * when the node's ranks outnumber its CPUs, so that they all still make progress, and on every
+ * 64th poll otherwise. The spin ends after comm->spin_polls polls or WF_SPIN_NS, whichever comes
+ * first. A rank that shares its core
  * with the rank it waits for delays that rank by as long as it spins, and 2000 polls of weft's shm
- * transport took about 50 us. When this node has more of the communicator's ranks than this
- * process may run on, the spin is cut to WF_SPIN_POLLS_OVERSUBSCRIBED polls.
+ * transport took about 50 us. When this node has more of the communicator's ranks than CPUs that
+ * its ranks may run on together, the spin is cut to WF_SPIN_POLLS_OVERSUBSCRIBED polls.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "comm.h"
@@ -72,7 +74,11 @@ void wf_coll_begin(weft_comm_t comm, const char *name, const wf_signature_t *sig
     comm->coll_name = name;
     comm->next_token = 0;
     comm->idle_polls = 0;
-    clock_gettime(CLOCK_MONOTONIC, &comm->deadline);
+    /*
+     * The coarse clock returns the time of the last scheduler tick without reading a timer. It
+     * lags CLOCK_MONOTONIC by at most one tick, so the WEFT_TIMEOUT deadline ends that much early.
+     */
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &comm->deadline);
     comm->deadline.tv_sec += comm->timeout_s;
     wf_status_begin(comm, name);
     wf_sig_begin(comm, sig);
@@ -197,16 +203,67 @@ static weft_result_t blame_lost_rank(weft_comm_t comm)
     return WEFT_SUCCESS;
 }
 
-void wf_comm_set_spin(weft_comm_t comm)
+/* Add the CPUs of a list in hwloc's syntax, such as "0-3,8", to set. Returns -1 if it does not parse. */
+static int add_cpu_list(const char *list, cpu_set_t *set)
+{
+    const char *p = list;
+    if (*p == '\0')
+        return -1;
+    while (*p != '\0') {
+        char *end;
+        long first = strtol(p, &end, 10), last;
+        if (end == p || first < 0)
+            return -1;
+        last = first;
+        if (*end == '-') {
+            p = end + 1;
+            last = strtol(p, &end, 10);
+            if (end == p || last < first)
+                return -1;
+        }
+        if (last >= CPU_SETSIZE)
+            return -1;
+        for (long cpu = first; cpu <= last; cpu++)
+            CPU_SET((int)cpu, set);
+        if (*end == ',')
+            end++;
+        else if (*end != '\0')
+            return -1;
+        p = end;
+    }
+    return 0;
+}
+
+/*
+ * Count the CPUs that the ranks of this rank's node may run on, from the bindings they published
+ * at init. Two ranks bound to one CPU each have two CPUs between them, although each process is
+ * allowed only one. Counts this process's own CPUs when a binding is unknown or was cut.
+ */
+static int node_cpus(weft_comm_t comm)
 {
     cpu_set_t allowed;
-    int cpus = sched_getaffinity(0, sizeof(allowed), &allowed) == 0 ? CPU_COUNT(&allowed) : 0;
+    int own = sched_getaffinity(0, sizeof(allowed), &allowed) == 0 ? CPU_COUNT(&allowed) : 0;
+    if (comm->summaries == NULL || comm->nodes.node_of_rank == NULL)
+        return own;
+    cpu_set_t node;
+    CPU_ZERO(&node);
+    int my_node = comm->nodes.node_of_rank[comm->rank];
+    for (int r = 0; r < comm->nranks; r++)
+        if (comm->nodes.node_of_rank[r] == my_node && add_cpu_list(comm->summaries[r].cpuset, &node) != 0)
+            return own;
+    return CPU_COUNT(&node);
+}
+
+void wf_comm_set_spin(weft_comm_t comm)
+{
+    int cpus = node_cpus(comm);
     int local = comm->nodes.local_size != NULL ? comm->nodes.local_size[comm->rank] : 1;
     int oversubscribed = cpus > 0 && local > cpus;
+    comm->oversubscribed = oversubscribed;
     comm->spin_polls = oversubscribed ? WF_SPIN_POLLS_OVERSUBSCRIBED : WF_SPIN_POLLS;
-    WF_INFO(WF_SUB_INIT, "rank %d: %d ranks on this node, %d CPUs allowed to this process: %s", comm->rank, local,
+    WF_INFO(WF_SUB_INIT, "rank %d: %d ranks on this node, %d CPUs allowed to them: %s", comm->rank, local,
             cpus, oversubscribed ? "oversubscribed, so waits yield the core after 16 idle polls"
-                                 : "waits spin for 2000 idle polls before yielding the core");
+                                 : "waits spin for 2000 idle polls, then yield the core on every 64th poll");
 }
 
 weft_result_t wf_comm_check_lost_rank(weft_comm_t comm)
@@ -214,7 +271,7 @@ weft_result_t wf_comm_check_lost_rank(weft_comm_t comm)
     if (comm->bootstrap->check == NULL)
         return WEFT_SUCCESS;
     struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &now); /* one tick of resolution is enough here */
     uint64_t now_ms = (uint64_t)now.tv_sec * 1000u + (uint64_t)now.tv_nsec / 1000000u;
     if (now_ms - comm->lost_check_ms < WF_LOST_CHECK_MS)
         return WEFT_SUCCESS;
@@ -294,6 +351,13 @@ weft_result_t wf_comm_progress(weft_comm_t comm, int waiting_for)
     /* Idle for a while: check for lost ranks and the clock (cheap enough now), and give the core away. */
     if ((comm->idle_polls & 63u) == 0 && check_job(comm, waiting_for, 1) != WEFT_SUCCESS)
         return comm->failure;
+    /*
+     * With a CPU for every rank of the node, the rank awaited runs elsewhere, and a yield on every
+     * poll only hands this core to unrelated processes and costs a system call per poll. Yield on
+     * every 64th poll instead, which still lets this process's other threads run.
+     */
+    if (!comm->oversubscribed && (comm->idle_polls & 63u) != 0)
+        return WEFT_SUCCESS;
     sched_yield();
     return WEFT_SUCCESS;
 }

@@ -79,6 +79,8 @@ weft_result_t wf_select_init(weft_comm_t comm)
     comm->intra_class = shm || comm->ops == &wf_route_transport ? WF_TRANSPORT_CLASS_SHM : WF_TRANSPORT_CLASS_NET;
     comm->inter_class = comm->nodes.nnodes > 1 ? WF_TRANSPORT_CLASS_NET : comm->intra_class;
     comm->select_hash = wf_select_hash(config);
+    for (int c = 0; c < WF_COLL_COUNT; c++)
+        comm->select_memo[c].valid = 0;
     log_configuration(comm);
     return WEFT_SUCCESS;
 }
@@ -105,6 +107,11 @@ static void log_choice(weft_comm_t comm, const wf_model_input_t *input, const wf
 static wf_algo_t select_for(weft_comm_t comm, wf_coll_t coll, uint64_t bytes, uint64_t block_bytes,
                             double partial_scale, int uneven)
 {
+    /* Same inputs as the previous call of this collective: same choice, already logged. */
+    if (comm->select_memo[coll].valid && comm->select_memo[coll].bytes == bytes &&
+        comm->select_memo[coll].block_bytes == block_bytes && comm->select_memo[coll].partial_scale == partial_scale &&
+        comm->select_memo[coll].uneven == uneven)
+        return comm->select_memo[coll].algo;
     wf_model_input_t input = {.coll = coll,
                               .bytes = bytes,
                               .block_bytes = block_bytes,
@@ -121,6 +128,12 @@ static wf_algo_t select_for(weft_comm_t comm, wf_coll_t coll, uint64_t bytes, ui
     wf_choice_t choice;
     wf_select_decide(&comm->select, &input, &choice);
     log_choice(comm, &input, &choice);
+    comm->select_memo[coll].valid = 1;
+    comm->select_memo[coll].uneven = uneven;
+    comm->select_memo[coll].bytes = bytes;
+    comm->select_memo[coll].block_bytes = block_bytes;
+    comm->select_memo[coll].partial_scale = partial_scale;
+    comm->select_memo[coll].algo = choice.algo;
     return choice.algo;
 }
 

@@ -28,10 +28,10 @@
 #include "ofi/ofi.h"
 #include "param.h"
 #include "transport.h"
+#include "transport_harness.h"
 
 #define SKIP_STATUS 77
 #define CHILD_ALARM_SEC 60
-#define WAIT_TIMEOUT_SEC 20
 #define MAX_IMMEDIATES 16
 
 static const wf_transport_ops_t *const ops = &wf_ofi_transport;
@@ -67,28 +67,6 @@ typedef int (*scenario_fn)(rank_context_t *ctx);
         CHECK(ctx, check_rc_ == 0, "returned %d: %s", check_rc_, ops->error_string((ctx)->t));     \
     } while (0)
 
-/* Byte i of the test pattern for seed; receivers recompute it instead of copying the sender's. */
-static uint8_t pattern_byte(uint32_t seed, size_t i)
-{
-    uint64_t x = (uint64_t)i * 0x9E3779B97F4A7C15ull + seed;
-    return (uint8_t)(x >> 29);
-}
-
-static void fill_pattern(uint8_t *buf, size_t length, uint32_t seed)
-{
-    for (size_t i = 0; i < length; i++)
-        buf[i] = pattern_byte(seed, i);
-}
-
-/* Returns the index of the first byte that differs from the pattern, or length. */
-static size_t first_mismatch(const uint8_t *buf, size_t length, uint32_t seed)
-{
-    for (size_t i = 0; i < length; i++)
-        if (buf[i] != pattern_byte(seed, i))
-            return i;
-    return length;
-}
-
 static void record_immediate(void *arg, uint32_t immediate)
 {
     rank_context_t *ctx = arg;
@@ -99,81 +77,28 @@ static void record_immediate(void *arg, uint32_t immediate)
         ctx->immediates_inside_post++;
 }
 
-static int64_t now_ms(void)
+/* Describe ctx to the harness helpers, which wait for transfers and barriers. */
+static harness_rank_t harness_of(rank_context_t *ctx)
 {
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+    return (harness_rank_t){.rank = ctx->rank, .socket = ctx->socket, .ops = ops, .t = ctx->t, .label = ctx->provider};
 }
 
-static int write_all(int fd, const void *buf, size_t length)
-{
-    const char *p = buf;
-    while (length > 0) {
-        ssize_t n = write(fd, p, length);
-        if (n <= 0)
-            return -1;
-        p += n;
-        length -= (size_t)n;
-    }
-    return 0;
-}
-
-static int read_all(int fd, void *buf, size_t length)
-{
-    char *p = buf;
-    while (length > 0) {
-        ssize_t n = read(fd, p, length);
-        if (n <= 0)
-            return -1;
-        p += n;
-        length -= (size_t)n;
-    }
-    return 0;
-}
-
-/* Call progress until xfer is done; fails on a progress error or after WAIT_TIMEOUT_SEC. */
 static int wait_xfer(rank_context_t *ctx, wf_xfer_t *xfer, const char *operation)
 {
-    int64_t deadline = now_ms() + WAIT_TIMEOUT_SEC * 1000;
-    while (!xfer->done) {
-        int rc = ops->progress(ctx->t);
-        CHECK(ctx, rc >= 0, "progress during %s returned %d: %s", operation, rc, ops->error_string(ctx->t));
-        CHECK(ctx, now_ms() < deadline, "%s did not complete within %d s", operation, WAIT_TIMEOUT_SEC);
-    }
-    CHECK(ctx, xfer->status == 0, "%s completed with status %d: %s", operation, xfer->status,
-          ops->error_string(ctx->t));
-    return 0;
+    harness_rank_t h = harness_of(ctx);
+    return harness_wait_xfer(&h, xfer, operation);
 }
 
-/* Keep progressing for ms milliseconds, so messages sent to this rank arrive unexpected. */
 static int progress_for(rank_context_t *ctx, int ms)
 {
-    int64_t end = now_ms() + ms;
-    while (now_ms() < end) {
-        int rc = ops->progress(ctx->t);
-        CHECK(ctx, rc >= 0, "progress returned %d: %s", rc, ops->error_string(ctx->t));
-    }
-    return 0;
+    harness_rank_t h = harness_of(ctx);
+    return harness_progress_for(&h, ms);
 }
 
-/* Barrier over the socket that keeps progressing, since a peer may need this rank's progress. */
 static int barrier(rank_context_t *ctx)
 {
-    char token = 'b';
-    CHECK(ctx, write_all(ctx->socket, &token, 1) == 0, "barrier write failed: %s", strerror(errno));
-    int64_t deadline = now_ms() + WAIT_TIMEOUT_SEC * 1000;
-    for (;;) {
-        struct pollfd pfd = {.fd = ctx->socket, .events = POLLIN};
-        if (poll(&pfd, 1, 0) > 0)
-            break;
-        int rc = ops->progress(ctx->t);
-        CHECK(ctx, rc >= 0, "progress in barrier returned %d: %s", rc, ops->error_string(ctx->t));
-        CHECK(ctx, now_ms() < deadline, "barrier: peer did not arrive within %d s", WAIT_TIMEOUT_SEC);
-    }
-    CHECK(ctx, read_all(ctx->socket, &token, 1) == 0, "barrier read failed: the peer exited");
-    CHECK(ctx, token == 'b', "barrier read the byte 0x%02x instead of 'b'", (unsigned char)token);
-    return 0;
+    harness_rank_t h = harness_of(ctx);
+    return harness_barrier(&h);
 }
 
 static int connect_ranks(rank_context_t *ctx)
@@ -186,8 +111,8 @@ static int connect_ranks(rank_context_t *ctx)
     CHECK(ctx, length <= WF_OFI_ADDRESS_MAX, "address length %zu exceeds %d", length, WF_OFI_ADDRESS_MAX);
     if (ctx->nranks == 2) {
         int peer = 1 - ctx->rank;
-        CHECK(ctx, write_all(ctx->socket, addresses[ctx->rank], WF_OFI_ADDRESS_MAX) == 0, "address send failed");
-        CHECK(ctx, read_all(ctx->socket, addresses[peer], WF_OFI_ADDRESS_MAX) == 0, "address receive failed");
+        CHECK(ctx, harness_write_all(ctx->socket, addresses[ctx->rank], WF_OFI_ADDRESS_MAX) == 0, "address send failed");
+        CHECK(ctx, harness_read_all(ctx->socket, addresses[peer], WF_OFI_ADDRESS_MAX) == 0, "address receive failed");
     }
     CHECK_OK(ctx, ops->connect(ctx->t, addresses, WF_OFI_ADDRESS_MAX));
     return 0;
@@ -303,7 +228,7 @@ static int exchange_tagged(rank_context_t *ctx, size_t length, uint64_t tag, int
              ctx->rank == 0 ? "send" : "receive", length);
 
     if (ctx->rank == 0) {
-        fill_pattern(buffer.data, length, seed);
+        harness_fill_pattern(buffer.data, length, seed);
         if (!unexpected && barrier(ctx) != 0) /* the receive is posted */
             return -1;
         CHECK_OK(ctx, ops->send(ctx->t, 1, tag, buffer.data, length, buffer.mr.desc, &xfer));
@@ -322,9 +247,9 @@ static int exchange_tagged(rank_context_t *ctx, size_t length, uint64_t tag, int
         if (wait_xfer(ctx, &xfer, operation) != 0)
             return -1;
         CHECK(ctx, xfer.length == length, "%s: received %zu bytes", operation, xfer.length);
-        size_t bad = first_mismatch(buffer.data, length, seed);
+        size_t bad = harness_first_mismatch(buffer.data, length, seed);
         CHECK(ctx, bad == length, "%s: byte %zu is 0x%02x, expected 0x%02x", operation, bad, buffer.data[bad],
-              pattern_byte(seed, bad));
+              harness_pattern_byte(seed, bad));
     }
     return buffer_destroy(ctx, &buffer);
 }
@@ -409,12 +334,12 @@ static int scenario_tagged_sizes(rank_context_t *ctx)
 /* Wait until at least count immediates arrived on this rank. */
 static int wait_immediates(rank_context_t *ctx, size_t count)
 {
-    int64_t deadline = now_ms() + WAIT_TIMEOUT_SEC * 1000;
+    int64_t deadline = harness_now_ms() + HARNESS_WAIT_TIMEOUT_SEC * 1000;
     while (ctx->immediate_count < count) {
         int rc = ops->progress(ctx->t);
         CHECK(ctx, rc >= 0, "progress returned %d: %s", rc, ops->error_string(ctx->t));
-        CHECK(ctx, now_ms() < deadline, "only %zu of %zu immediates arrived within %d s",
-              ctx->immediate_count, count, WAIT_TIMEOUT_SEC);
+        CHECK(ctx, harness_now_ms() < deadline, "only %zu of %zu immediates arrived within %d s",
+              ctx->immediate_count, count, HARNESS_WAIT_TIMEOUT_SEC);
     }
     return 0;
 }
@@ -438,13 +363,13 @@ static int scenario_rdma_write(rank_context_t *ctx)
         uint64_t at_offset = ops->remote_address(ctx->t, &buffer.mr, buffer.data + offset, 0, &key);
         CHECK(ctx, at_offset - target[0] == offset, "remote_address is not linear: %llu - %llu",
               (unsigned long long)at_offset, (unsigned long long)target[0]);
-        CHECK(ctx, write_all(ctx->socket, target, sizeof(target)) == 0, "key send failed");
+        CHECK(ctx, harness_write_all(ctx->socket, target, sizeof(target)) == 0, "key send failed");
 
         if (wait_immediates(ctx, 1) != 0)
             return -1;
         CHECK(ctx, ctx->immediates[0] == 0xabcd1234u, "immediate 0x%08x", ctx->immediates[0]);
-        size_t bad = first_mismatch(buffer.data, length, 1);
-        CHECK(ctx, bad == length, "byte %zu is 0x%02x, expected 0x%02x", bad, buffer.data[bad], pattern_byte(1, bad));
+        size_t bad = harness_first_mismatch(buffer.data, length, 1);
+        CHECK(ctx, bad == length, "byte %zu is 0x%02x, expected 0x%02x", bad, buffer.data[bad], harness_pattern_byte(1, bad));
         if (barrier(ctx) != 0) /* rank 0 may post the next write */
             return -1;
 
@@ -453,20 +378,20 @@ static int scenario_rdma_write(rank_context_t *ctx)
         CHECK(ctx, ctx->immediate_count == 3, "%zu immediates instead of 3", ctx->immediate_count);
         CHECK(ctx, ctx->immediates[1] == 7u, "second immediate 0x%08x", ctx->immediates[1]);
         CHECK(ctx, ctx->immediates[2] == 0x55u, "third immediate 0x%08x", ctx->immediates[2]);
-        bad = first_mismatch(buffer.data + offset, small, 2);
+        bad = harness_first_mismatch(buffer.data + offset, small, 2);
         CHECK(ctx, bad == small, "byte %zu after offset %zu is wrong", bad, offset);
-        CHECK(ctx, buffer.data[offset - 1] == pattern_byte(1, offset - 1), "byte before the small write changed");
-        CHECK(ctx, buffer.data[offset + small] == pattern_byte(1, offset + small), "byte after it changed");
+        CHECK(ctx, buffer.data[offset - 1] == harness_pattern_byte(1, offset - 1), "byte before the small write changed");
+        CHECK(ctx, buffer.data[offset + small] == harness_pattern_byte(1, offset + small), "byte after it changed");
     } else {
-        CHECK(ctx, read_all(ctx->socket, target, sizeof(target)) == 0, "key receive failed");
-        fill_pattern(buffer.data, length, 1);
+        CHECK(ctx, harness_read_all(ctx->socket, target, sizeof(target)) == 0, "key receive failed");
+        harness_fill_pattern(buffer.data, length, 1);
         wf_xfer_t xfer = {0};
         CHECK_OK(ctx, ops->write(ctx->t, 1, buffer.data, length, buffer.mr.desc, target[0], target[1],
                                  0xabcd1234u, &xfer));
         if (wait_xfer(ctx, &xfer, "RDMA write of 8 MiB") != 0 || barrier(ctx) != 0)
             return -1;
 
-        fill_pattern(buffer.data, small, 2);
+        harness_fill_pattern(buffer.data, small, 2);
         CHECK_OK(ctx, ops->write(ctx->t, 1, buffer.data, small, buffer.mr.desc, target[0] + offset, target[1],
                                  7u, &xfer));
         if (wait_xfer(ctx, &xfer, "RDMA write of 4096 bytes") != 0)
@@ -556,7 +481,7 @@ static int check_flood_writes(rank_context_t *ctx, const flood_writes_t *writes)
           ctx->immediates_inside_post);
     for (int w = 0; w < FLOOD_WRITES; w++) {
         CHECK(ctx, ctx->immediates[w] == 100u + (uint32_t)w, "immediate %d is %u", w, ctx->immediates[w]);
-        size_t bad = first_mismatch(writes->local.data + 8 * w, 8, 3 + (uint32_t)w);
+        size_t bad = harness_first_mismatch(writes->local.data + 8 * w, 8, 3 + (uint32_t)w);
         CHECK(ctx, bad == 8, "byte %zu of write %d is wrong", bad, w);
     }
     return 0;
@@ -576,14 +501,14 @@ static int scenario_small_sends(rank_context_t *ctx)
     if (ctx->rank == 0) {
         uint64_t target[2];
         target[0] = ops->remote_address(ctx->t, &writes.local.mr, writes.local.data, 1, &target[1]);
-        CHECK(ctx, write_all(ctx->socket, target, sizeof(target)) == 0, "key send failed");
+        CHECK(ctx, harness_write_all(ctx->socket, target, sizeof(target)) == 0, "key send failed");
     } else {
         uint64_t target[2];
-        CHECK(ctx, read_all(ctx->socket, target, sizeof(target)) == 0, "key receive failed");
+        CHECK(ctx, harness_read_all(ctx->socket, target, sizeof(target)) == 0, "key receive failed");
         writes.address = target[0];
         writes.key = target[1];
         for (int w = 0; w < FLOOD_WRITES; w++)
-            fill_pattern(writes.local.data + 8 * w, 8, 3 + (uint32_t)w);
+            harness_fill_pattern(writes.local.data + 8 * w, 8, 3 + (uint32_t)w);
     }
 
     uint64_t retries_before = ctx->t->eagain_retries;
@@ -633,8 +558,8 @@ static int scenario_bad_arguments(rank_context_t *ctx)
     memset(big, 0x5a, sizeof(big));
     CHECK_OK(ctx, ops->recv(t, 0, 43, tiny, sizeof(tiny), NULL, &xfer));
     CHECK_OK(ctx, ops->send(t, 0, 43, big, sizeof(big), NULL, &send_xfer));
-    int64_t deadline = now_ms() + WAIT_TIMEOUT_SEC * 1000;
-    while (!xfer.done && now_ms() < deadline)
+    int64_t deadline = harness_now_ms() + HARNESS_WAIT_TIMEOUT_SEC * 1000;
+    while (!xfer.done && harness_now_ms() < deadline)
         CHECK(ctx, ops->progress(t) >= 0, "progress failed: %s", ops->error_string(t));
     CHECK(ctx, xfer.done, "truncated receive never completed");
     CHECK(ctx, xfer.status == -EMSGSIZE, "truncated receive status %d", xfer.status);

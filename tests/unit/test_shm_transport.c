@@ -30,9 +30,9 @@
 #include "param.h"
 #include "shm/shm.h"
 #include "transport.h"
+#include "transport_harness.h"
 
 #define CHILD_ALARM_SEC 60
-#define WAIT_TIMEOUT_SEC 20
 #define MAX_IMMEDIATES 64
 #define ADDRESS_STRIDE 256
 
@@ -68,27 +68,6 @@ typedef int (*scenario_fn)(rank_context_t *ctx);
         CHECK(ctx, check_rc_ == 0, "returned %d: %s", check_rc_, ops->error_string((ctx)->t));     \
     } while (0)
 
-static uint8_t pattern_byte(uint32_t seed, size_t i)
-{
-    uint64_t x = (uint64_t)i * 0x9E3779B97F4A7C15ull + seed;
-    return (uint8_t)(x >> 29);
-}
-
-static void fill_pattern(uint8_t *buf, size_t length, uint32_t seed)
-{
-    for (size_t i = 0; i < length; i++)
-        buf[i] = pattern_byte(seed, i);
-}
-
-/* Returns the index of the first byte that differs from the pattern, or length. */
-static size_t first_mismatch(const uint8_t *buf, size_t length, uint32_t seed)
-{
-    for (size_t i = 0; i < length; i++)
-        if (buf[i] != pattern_byte(seed, i))
-            return i;
-    return length;
-}
-
 static void record_immediate(void *arg, uint32_t immediate)
 {
     rank_context_t *ctx = arg;
@@ -102,80 +81,29 @@ static int should_stop(void *arg)
     return ((rank_context_t *)arg)->stop;
 }
 
-static int64_t now_ms(void)
+/* Describe ctx to the harness helpers, which wait for transfers and barriers. */
+static harness_rank_t harness_of(rank_context_t *ctx)
 {
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+    const char *label = (ctx->cma_disabled ? "cma off" : "cma auto");
+    return (harness_rank_t){.rank = ctx->rank, .socket = ctx->socket, .ops = ops, .t = ctx->t, .label = label};
 }
 
-static int write_all(int fd, const void *buf, size_t length)
-{
-    const char *p = buf;
-    while (length > 0) {
-        ssize_t n = write(fd, p, length);
-        if (n <= 0)
-            return -1;
-        p += n;
-        length -= (size_t)n;
-    }
-    return 0;
-}
-
-static int read_all(int fd, void *buf, size_t length)
-{
-    char *p = buf;
-    while (length > 0) {
-        ssize_t n = read(fd, p, length);
-        if (n <= 0)
-            return -1;
-        p += n;
-        length -= (size_t)n;
-    }
-    return 0;
-}
-
-/* Call progress until xfer is done; fails on a progress error or after WAIT_TIMEOUT_SEC. */
 static int wait_xfer(rank_context_t *ctx, wf_xfer_t *xfer, const char *operation)
 {
-    int64_t deadline = now_ms() + WAIT_TIMEOUT_SEC * 1000;
-    while (!xfer->done) {
-        int rc = ops->progress(ctx->t);
-        CHECK(ctx, rc >= 0, "progress during %s returned %d: %s", operation, rc, ops->error_string(ctx->t));
-        CHECK(ctx, now_ms() < deadline, "%s did not complete within %d s", operation, WAIT_TIMEOUT_SEC);
-    }
-    CHECK(ctx, xfer->status == 0, "%s completed with status %d: %s", operation, xfer->status,
-          ops->error_string(ctx->t));
-    return 0;
+    harness_rank_t h = harness_of(ctx);
+    return harness_wait_xfer(&h, xfer, operation);
 }
 
 static int progress_for(rank_context_t *ctx, int ms)
 {
-    int64_t end = now_ms() + ms;
-    while (now_ms() < end) {
-        int rc = ops->progress(ctx->t);
-        CHECK(ctx, rc >= 0, "progress returned %d: %s", rc, ops->error_string(ctx->t));
-    }
-    return 0;
+    harness_rank_t h = harness_of(ctx);
+    return harness_progress_for(&h, ms);
 }
 
-/* Barrier over the socket that keeps progressing, since a peer may need this rank's progress. */
 static int barrier(rank_context_t *ctx)
 {
-    char token = 'b';
-    CHECK(ctx, write_all(ctx->socket, &token, 1) == 0, "barrier write failed: %s", strerror(errno));
-    int64_t deadline = now_ms() + WAIT_TIMEOUT_SEC * 1000;
-    for (;;) {
-        struct pollfd pfd = {.fd = ctx->socket, .events = POLLIN};
-        if (poll(&pfd, 1, 0) > 0)
-            break;
-        int rc = ops->progress(ctx->t);
-        CHECK(ctx, rc >= 0, "progress in barrier returned %d: %s", rc, ops->error_string(ctx->t));
-        CHECK(ctx, now_ms() < deadline, "barrier: peer did not arrive within %d s", WAIT_TIMEOUT_SEC);
-    }
-    CHECK(ctx, read_all(ctx->socket, &token, 1) == 0, "barrier read failed: the peer exited");
-    CHECK(ctx, token == 'b', "barrier read the byte 0x%02x instead of 'b'", (unsigned char)token);
-    return 0;
+    harness_rank_t h = harness_of(ctx);
+    return harness_barrier(&h);
 }
 
 static int connect_ranks(rank_context_t *ctx)
@@ -187,8 +115,8 @@ static int connect_ranks(rank_context_t *ctx)
     CHECK(ctx, length == sizeof(wf_shm_address_t), "address length %zu", length);
     if (ctx->nranks == 2) {
         int peer = 1 - ctx->rank;
-        CHECK(ctx, write_all(ctx->socket, addresses[ctx->rank], ADDRESS_STRIDE) == 0, "address send failed");
-        CHECK(ctx, read_all(ctx->socket, addresses[peer], ADDRESS_STRIDE) == 0, "address receive failed");
+        CHECK(ctx, harness_write_all(ctx->socket, addresses[ctx->rank], ADDRESS_STRIDE) == 0, "address send failed");
+        CHECK(ctx, harness_read_all(ctx->socket, addresses[peer], ADDRESS_STRIDE) == 0, "address receive failed");
     }
     CHECK_OK(ctx, ops->connect(ctx->t, addresses, ADDRESS_STRIDE));
     return 0;
@@ -268,7 +196,7 @@ static int exchange_tagged(rank_context_t *ctx, size_t length, uint64_t tag, int
     snprintf(operation, sizeof(operation), "%s tagged %s of %zu bytes", unexpected ? "unexpected" : "expected",
              ctx->rank == 0 ? "send" : "receive", length);
     if (ctx->rank == 0) {
-        fill_pattern(buffer, length, seed);
+        harness_fill_pattern(buffer, length, seed);
         if (!unexpected && barrier(ctx) != 0)
             return -1;
         CHECK_OK(ctx, ops->send(ctx->t, 1, tag, buffer, length, NULL, &xfer));
@@ -286,9 +214,9 @@ static int exchange_tagged(rank_context_t *ctx, size_t length, uint64_t tag, int
         if (wait_xfer(ctx, &xfer, operation) != 0)
             return -1;
         CHECK(ctx, xfer.length == length, "%s: received %zu bytes", operation, xfer.length);
-        size_t bad = first_mismatch(buffer, length, seed);
+        size_t bad = harness_first_mismatch(buffer, length, seed);
         CHECK(ctx, bad == length, "%s: byte %zu is 0x%02x, expected 0x%02x", operation, bad, buffer[bad],
-              pattern_byte(seed, bad));
+              harness_pattern_byte(seed, bad));
     }
     free(buffer);
     return 0;
@@ -339,7 +267,7 @@ static int scenario_tag_order(rank_context_t *ctx)
         if (barrier(ctx) != 0 || wait_xfer(ctx, &xfers[0], "big receive") || wait_xfer(ctx, &xfers[1], "small"))
             return -1;
         CHECK(ctx, xfers[0].length == BIG, "the big receive got %zu bytes", xfers[0].length);
-        CHECK(ctx, first_mismatch(big, BIG, 9) == BIG, "byte %zu of the big message is wrong", first_mismatch(big, BIG, 9));
+        CHECK(ctx, harness_first_mismatch(big, BIG, 9) == BIG, "byte %zu of the big message is wrong", harness_first_mismatch(big, BIG, 9));
         CHECK(ctx, small == 0x5555, "small message holds 0x%llx", (unsigned long long)small);
         return 0;
     }
@@ -353,7 +281,7 @@ static int scenario_tag_order(rank_context_t *ctx)
     for (int i = 0; i < 5; i++)
         if (wait_xfer(ctx, &xfers[i], "ordered send") != 0)
             return -1;
-    fill_pattern(big, BIG, 9);
+    harness_fill_pattern(big, BIG, 9);
     if (barrier(ctx) != 0)
         return -1;
     CHECK_OK(ctx, ops->send(ctx->t, 1, 9, big, BIG, NULL, &xfers[0]));
@@ -399,12 +327,12 @@ static int scenario_receive_from_any(rank_context_t *ctx)
 
 static int wait_immediates(rank_context_t *ctx, size_t count)
 {
-    int64_t deadline = now_ms() + WAIT_TIMEOUT_SEC * 1000;
+    int64_t deadline = harness_now_ms() + HARNESS_WAIT_TIMEOUT_SEC * 1000;
     while (ctx->immediate_count < count) {
         int rc = ops->progress(ctx->t);
         CHECK(ctx, rc >= 0, "progress returned %d: %s", rc, ops->error_string(ctx->t));
-        CHECK(ctx, now_ms() < deadline, "only %zu of %zu immediates arrived within %d s", ctx->immediate_count,
-              count, WAIT_TIMEOUT_SEC);
+        CHECK(ctx, harness_now_ms() < deadline, "only %zu of %zu immediates arrived within %d s", ctx->immediate_count,
+              count, HARNESS_WAIT_TIMEOUT_SEC);
     }
     return 0;
 }
@@ -426,29 +354,29 @@ static int scenario_write(rank_context_t *ctx)
         uint64_t mine[2];
         mine[0] = ops->remote_address(ctx->t, &mr, buffer, 0, &mine[1]);
         CHECK(ctx, mine[0] == (uint64_t)(uintptr_t)buffer, "remote_address is not the virtual address");
-        CHECK(ctx, write_all(ctx->socket, mine, sizeof(mine)) == 0, "key send failed");
+        CHECK(ctx, harness_write_all(ctx->socket, mine, sizeof(mine)) == 0, "key send failed");
         if (wait_immediates(ctx, 1) != 0)
             return -1;
         CHECK(ctx, ctx->immediates[0] == 0xabcd1234u, "immediate 0x%08x", ctx->immediates[0]);
-        size_t bad = first_mismatch(buffer, length, 1);
-        CHECK(ctx, bad == length, "byte %zu is 0x%02x, expected 0x%02x", bad, buffer[bad], pattern_byte(1, bad));
+        size_t bad = harness_first_mismatch(buffer, length, 1);
+        CHECK(ctx, bad == length, "byte %zu is 0x%02x, expected 0x%02x", bad, buffer[bad], harness_pattern_byte(1, bad));
         if (barrier(ctx) != 0 || wait_immediates(ctx, 3) != 0 || progress_for(ctx, 20) != 0)
             return -1;
         CHECK(ctx, ctx->immediate_count == 3, "%zu immediates instead of 3", ctx->immediate_count);
         CHECK(ctx, ctx->immediates[1] == 7u, "second immediate 0x%x", ctx->immediates[1]);
         CHECK(ctx, ctx->immediates[2] == 0x55u, "third immediate 0x%x", ctx->immediates[2]);
-        bad = first_mismatch(buffer + offset, small, 2);
+        bad = harness_first_mismatch(buffer + offset, small, 2);
         CHECK(ctx, bad == small, "byte %zu after offset %zu is wrong", bad, offset);
-        CHECK(ctx, buffer[offset - 1] == pattern_byte(1, offset - 1), "byte before the small write changed");
-        CHECK(ctx, buffer[offset + small] == pattern_byte(1, offset + small), "byte after it changed");
+        CHECK(ctx, buffer[offset - 1] == harness_pattern_byte(1, offset - 1), "byte before the small write changed");
+        CHECK(ctx, buffer[offset + small] == harness_pattern_byte(1, offset + small), "byte after it changed");
     } else {
-        CHECK(ctx, read_all(ctx->socket, target, sizeof(target)) == 0, "key receive failed");
-        fill_pattern(buffer, length, 1);
+        CHECK(ctx, harness_read_all(ctx->socket, target, sizeof(target)) == 0, "key receive failed");
+        harness_fill_pattern(buffer, length, 1);
         wf_xfer_t xfer = {0};
         CHECK_OK(ctx, ops->write(ctx->t, 1, buffer, length, NULL, target[0], target[1], 0xabcd1234u, &xfer));
         if (wait_xfer(ctx, &xfer, "write of 8 MiB") != 0 || barrier(ctx) != 0)
             return -1;
-        fill_pattern(buffer, small, 2);
+        harness_fill_pattern(buffer, small, 2);
         CHECK_OK(ctx, ops->write(ctx->t, 1, buffer, small, NULL, target[0] + offset, target[1], 7u, &xfer));
         CHECK(ctx, xfer.done, "a write is done when it returns");
         CHECK_OK(ctx, ops->write(ctx->t, 1, buffer, 0, NULL, target[0], target[1], 0x55u, &xfer));
@@ -471,8 +399,8 @@ static int scenario_write_outside_region(rank_context_t *ctx)
     wf_mr_t mr;
     CHECK_OK(ctx, ops->mr_register(ctx->t, region, sizeof(region), &mr));
     uint64_t info[3] = {(uint64_t)(uintptr_t)region, (uint64_t)(uintptr_t)outside, mr.key}, theirs[3];
-    CHECK(ctx, write_all(ctx->socket, info, sizeof(info)) == 0, "send failed");
-    CHECK(ctx, read_all(ctx->socket, theirs, sizeof(theirs)) == 0, "receive failed");
+    CHECK(ctx, harness_write_all(ctx->socket, info, sizeof(info)) == 0, "send failed");
+    CHECK(ctx, harness_read_all(ctx->socket, theirs, sizeof(theirs)) == 0, "receive failed");
     if (ctx->rank == 0) {
         uint8_t data[64];
         memset(data, 0x99, sizeof(data));
@@ -483,8 +411,8 @@ static int scenario_write_outside_region(rank_context_t *ctx)
         return barrier(ctx);
     }
     int errors = 0;
-    int64_t deadline = now_ms() + WAIT_TIMEOUT_SEC * 1000;
-    while (errors < 2 && now_ms() < deadline) {
+    int64_t deadline = harness_now_ms() + HARNESS_WAIT_TIMEOUT_SEC * 1000;
+    while (errors < 2 && harness_now_ms() < deadline) {
         int rc = ops->progress(ctx->t);
         if (rc < 0) {
             CHECK(ctx, rc == -EFAULT, "progress returned %d", rc);
@@ -553,8 +481,8 @@ static int scenario_full_ring(rank_context_t *ctx)
               (unsigned long long)got);
     }
     /* Nothing drains a ring but the other rank's waits, so at least one of the two ranks waited. */
-    CHECK(ctx, write_all(ctx->socket, &waited, 1) == 0, "socket write failed");
-    CHECK(ctx, read_all(ctx->socket, &peer_waited, 1) == 0, "socket read failed");
+    CHECK(ctx, harness_write_all(ctx->socket, &waited, 1) == 0, "socket write failed");
+    CHECK(ctx, harness_read_all(ctx->socket, &peer_waited, 1) == 0, "socket read failed");
     CHECK(ctx, waited || peer_waited, "neither rank found a ring full during the crossing flood");
     return 0;
 }
@@ -566,7 +494,7 @@ static int scenario_truncated(rank_context_t *ctx)
     static uint8_t data[LARGE];
     wf_xfer_t xfer = {0};
     if (ctx->rank == 0) {
-        fill_pattern(data, LARGE, 5);
+        harness_fill_pattern(data, LARGE, 5);
         CHECK_OK(ctx, ops->send(ctx->t, 1, 1, data, 64, NULL, &xfer));
         if (wait_xfer(ctx, &xfer, "send into a short receive") != 0)
             return -1;
@@ -577,14 +505,14 @@ static int scenario_truncated(rank_context_t *ctx)
     for (int i = 0; i < 2; i++) {
         memset(data, 0, LARGE);
         CHECK_OK(ctx, ops->recv(ctx->t, 0, (uint64_t)i + 1, data, cut[i], NULL, &xfer));
-        int64_t deadline = now_ms() + WAIT_TIMEOUT_SEC * 1000;
-        while (!xfer.done && now_ms() < deadline)
+        int64_t deadline = harness_now_ms() + HARNESS_WAIT_TIMEOUT_SEC * 1000;
+        while (!xfer.done && harness_now_ms() < deadline)
             CHECK(ctx, ops->progress(ctx->t) >= 0, "progress failed: %s", ops->error_string(ctx->t));
         CHECK(ctx, xfer.done, "truncated receive %d never completed", i);
         CHECK(ctx, xfer.status == -EMSGSIZE, "truncated receive %d status %d", i, xfer.status);
         CHECK(ctx, xfer.length == cut[i], "truncated receive %d reports %zu bytes", i, xfer.length);
         CHECK(ctx, strstr(ops->error_string(ctx->t), "truncated") != NULL, "error: %s", ops->error_string(ctx->t));
-        CHECK(ctx, first_mismatch(data, cut[i], 5) == cut[i], "the kept bytes of receive %d are wrong", i);
+        CHECK(ctx, harness_first_mismatch(data, cut[i], 5) == cut[i], "the kept bytes of receive %d are wrong", i);
         CHECK(ctx, data[cut[i]] == 0, "receive %d wrote past its buffer", i);
     }
     return 0;
@@ -605,13 +533,13 @@ static int scenario_peer_dies(rank_context_t *ctx)
         return -1;
     uint64_t value = 1;
     wf_xfer_t xfer = {0};
-    int64_t start = now_ms();
+    int64_t start = harness_now_ms();
     int rc = 0;
     for (int i = 0; i < 1000000 && rc == 0; i++)
         rc = ops->send(ctx->t, 1, 3, &value, sizeof(value), NULL, &xfer);
     CHECK(ctx, rc == -EPIPE, "the send to a dead rank returned %d: %s", rc, ops->error_string(ctx->t));
     CHECK(ctx, strstr(ops->error_string(ctx->t), "rank 1") != NULL, "error: %s", ops->error_string(ctx->t));
-    CHECK(ctx, now_ms() - start < 10000, "noticing the dead rank took %lld ms", (long long)(now_ms() - start));
+    CHECK(ctx, harness_now_ms() - start < 10000, "noticing the dead rank took %lld ms", (long long)(harness_now_ms() - start));
     /* The harness's closing barrier would fail, so end here. */
     ops->destroy(ctx->t);
     _exit(0);
@@ -627,7 +555,7 @@ static int scenario_should_stop(rank_context_t *ctx)
     wf_xfer_t xfer = {0};
     char token = 'x';
     if (ctx->rank == 1) {
-        CHECK(ctx, read_all(ctx->socket, &token, 1) == 0, "rank 0 exited before it finished");
+        CHECK(ctx, harness_read_all(ctx->socket, &token, 1) == 0, "rank 0 exited before it finished");
         return barrier(ctx);
     }
     /* should_stop is called only while a post waits, so it may return 1 from the start. */
@@ -639,7 +567,7 @@ static int scenario_should_stop(rank_context_t *ctx)
     CHECK(ctx, rc == -ECANCELED, "the send returned %d: %s", rc, ops->error_string(ctx->t));
     CHECK(ctx, strstr(ops->error_string(ctx->t), "abandoned") != NULL, "error: %s", ops->error_string(ctx->t));
     ctx->stop = 0;
-    CHECK(ctx, write_all(ctx->socket, &token, 1) == 0, "socket write failed");
+    CHECK(ctx, harness_write_all(ctx->socket, &token, 1) == 0, "socket write failed");
     return barrier(ctx);
 }
 
@@ -655,10 +583,10 @@ static int scenario_drain_answers_rts(rank_context_t *ctx)
     if (ctx->rank == 0) {
         CHECK_OK(ctx, ops->send(ctx->t, 1, 4, data, LARGE, NULL, &xfer));
         CHECK(ctx, !xfer.done, "a send of %d bytes completed before the receiver answered", LARGE);
-        int64_t deadline = now_ms() + WAIT_TIMEOUT_SEC * 1000;
-        while (!xfer.done && now_ms() < deadline)
+        int64_t deadline = harness_now_ms() + HARNESS_WAIT_TIMEOUT_SEC * 1000;
+        while (!xfer.done && harness_now_ms() < deadline)
             CHECK(ctx, ops->progress(ctx->t) >= 0, "progress failed: %s", ops->error_string(ctx->t));
-        CHECK(ctx, xfer.done, "the send did not end within %d s", WAIT_TIMEOUT_SEC);
+        CHECK(ctx, xfer.done, "the send did not end within %d s", HARNESS_WAIT_TIMEOUT_SEC);
         CHECK(ctx, xfer.status == -ECANCELED, "the send ended with status %d", xfer.status);
         return barrier(ctx);
     }
@@ -711,12 +639,12 @@ static int scenario_one_rank(rank_context_t *ctx)
     uint8_t *source = malloc(LARGE), *sink = calloc(LARGE, 1);
     CHECK(ctx, source != NULL, "malloc of %d bytes failed", LARGE);
     CHECK(ctx, sink != NULL, "calloc of %d bytes failed", LARGE);
-    fill_pattern(source, LARGE, 3);
+    harness_fill_pattern(source, LARGE, 3);
     CHECK_OK(ctx, ops->send(t, 0, 43, source, LARGE, NULL, &send_xfer));
     CHECK_OK(ctx, ops->recv(t, 0, 43, sink, LARGE, NULL, &xfer));
     if (wait_xfer(ctx, &xfer, "large self receive") != 0 || wait_xfer(ctx, &send_xfer, "large self send") != 0)
         return -1;
-    CHECK(ctx, first_mismatch(sink, LARGE, 3) == LARGE, "large self message is wrong");
+    CHECK(ctx, harness_first_mismatch(sink, LARGE, 3) == LARGE, "large self message is wrong");
 
     memset(sink, 0, LARGE);
     CHECK_OK(ctx, ops->mr_register(t, sink, LARGE, &mr));
@@ -725,7 +653,7 @@ static int scenario_one_rank(rank_context_t *ctx)
     if (wait_immediates(ctx, 1) != 0)
         return -1;
     CHECK(ctx, ctx->immediates[0] == 9, "self write raised 0x%x", ctx->immediates[0]);
-    CHECK(ctx, first_mismatch(sink, LARGE, 3) == LARGE, "self write is wrong");
+    CHECK(ctx, harness_first_mismatch(sink, LARGE, 3) == LARGE, "self write is wrong");
     CHECK_OK(ctx, ops->mr_deregister(t, &mr));
     CHECK(ctx, ops->mr_deregister(t, &mr) == -EINVAL, "second deregistration accepted");
     free(source);

@@ -14,6 +14,7 @@
 
 #include "log.h"
 #include "transport.h"
+#include "xfer.h"
 
 #define WF_OFI_INFO(format, ...) WF_INFO(WF_SUB_NET, "NET/OFI " format, ##__VA_ARGS__)
 #define WF_OFI_WARN(format, ...) WF_WARN(WF_SUB_NET, "NET/OFI " format, ##__VA_ARGS__)
@@ -102,8 +103,7 @@ struct wf_transport {
      */
     int post_depth;
     int destroying; /* drain() ran: the xfers of posted operations may be gone, so they are not touched */
-    uint32_t *deferred_immediates;
-    size_t deferred_count, deferred_capacity;
+    wf_held_immediates_t deferred_immediates;
     int deferred_error; /* negative code of a failure seen during a post, returned by progress() */
 
     char error[512];

@@ -112,18 +112,10 @@ static int deliver_immediate(struct wf_transport *t, uint32_t immediate)
                         t->rank, immediate);
         return 1;
     }
-    if (t->deferred_count == t->deferred_capacity) {
-        size_t capacity = t->deferred_capacity > 0 ? 2 * t->deferred_capacity : 64;
-        uint32_t *grown = realloc(t->deferred_immediates, capacity * sizeof(*grown));
-        if (grown == NULL) {
-            wf_ofi_set_error(t, "out of memory while holding back immediate 0x%08x of an incoming RDMA "
-                             "write", immediate);
-            return fail_unmatched(t, -ENOMEM);
-        }
-        t->deferred_immediates = grown;
-        t->deferred_capacity = capacity;
+    if (wf_held_immediates_add(&t->deferred_immediates, immediate) != 0) {
+        wf_ofi_set_error(t, "out of memory while holding back immediate 0x%08x of an incoming RDMA write", immediate);
+        return fail_unmatched(t, -ENOMEM);
     }
-    t->deferred_immediates[t->deferred_count++] = immediate;
     return 1;
 }
 
@@ -234,27 +226,8 @@ int wf_ofi_poll(struct wf_transport *t)
 int wf_ofi_progress(struct wf_transport *t)
 {
     int handled = 0;
-    /*
-     * Detach the held-back immediates before calling back, so a callback that posts (and may hold
-     * back more) or calls progress() again never sees an entry twice.
-     */
-    while (t->deferred_count > 0) {
-        uint32_t *immediates = t->deferred_immediates;
-        size_t count = t->deferred_count, capacity = t->deferred_capacity;
-        t->deferred_immediates = NULL;
-        t->deferred_count = t->deferred_capacity = 0;
-        for (size_t i = 0; i < count; i++) {
-            if (t->on_remote_write != NULL)
-                t->on_remote_write(t->callback_arg, immediates[i]);
-            handled++;
-        }
-        if (t->deferred_immediates == NULL) {
-            t->deferred_immediates = immediates;
-            t->deferred_capacity = capacity;
-        } else {
-            free(immediates);
-        }
-    }
+    if (t->deferred_immediates.count > 0)
+        handled = (int)wf_held_immediates_deliver(&t->deferred_immediates, t->on_remote_write, t->callback_arg);
 
     if (t->deferred_error != 0) {
         int rc = t->deferred_error;

@@ -433,13 +433,6 @@ static void close_fid(struct fid *fid, const char *object, const char *provider)
         WF_OFI_WARN("fi_close of the %s failed on provider %s: %s", object, provider, fi_strerror(-ret));
 }
 
-static uint64_t monotonic_ns(void)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
-}
-
 /*
  * After a failure: cancel every posted operation, then poll until nothing is posted and the peers'
  * traffic has stopped for WF_OFI_QUIET_MS (long enough for a descheduled peer to run again on a busy
@@ -458,11 +451,11 @@ static void ofi_drain(wf_transport_t *t, int milliseconds)
         for (size_t i = 0; i < WF_OFI_OP_BLOCK; i++)
             if (t->op_blocks[b][i].in_use)
                 fi_cancel(&t->ep->fid, &t->op_blocks[b][i].context);
-    uint64_t now = monotonic_ns(), until = now + (uint64_t)milliseconds * 1000000u, last_event = now;
+    uint64_t now = wf_xfer_now_ns(), until = now + (uint64_t)milliseconds * 1000000u, last_event = now;
     while (now < until && (t->ops_in_flight > 0 || now - last_event < (uint64_t)WF_OFI_QUIET_MS * 1000000u)) {
         if (wf_ofi_poll(t) != 0)
-            last_event = monotonic_ns();
-        now = monotonic_ns();
+            last_event = wf_xfer_now_ns();
+        now = wf_xfer_now_ns();
     }
     if (t->ops_in_flight > 0)
         WF_OFI_INFO("rank %d: %zu operations still posted after draining for %d ms", t->rank, t->ops_in_flight,
@@ -506,7 +499,7 @@ static void ofi_destroy(wf_transport_t *t)
     for (size_t i = 0; i < t->op_block_count; i++)
         free(t->op_blocks[i]);
     free(t->op_blocks);
-    free(t->deferred_immediates);
+    wf_held_immediates_free(&t->deferred_immediates);
     fi_freeinfo(t->info);
     free(t->peers);
     free(t->fi_addr_of);

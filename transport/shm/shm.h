@@ -5,6 +5,8 @@
  * the results of the cross-memory-attach probe) and one inbound ring per sender (shm_ring.h). A
  * sender appends a record to its ring in the receiver's segment and sets its doorbell bit. The
  * receiver's progress() clears the doorbell words it finds set and drains those senders' rings.
+ * A receiver with at most WF_SHM_POLL_RINGS_MAX peers polls their rings' heads instead, and its
+ * senders set no doorbell bit.
  * Nothing in shared memory is a lock, so a peer killed at any instruction leaves nothing that
  * another rank spins on forever. Payloads above an inline limit travel by cross-memory attach
  * (process_vm_readv and process_vm_writev, "CMA"): one copy from the sender's buffer into the
@@ -24,6 +26,7 @@
 #include "log.h"
 #include "shm_ring.h"
 #include "transport.h"
+#include "xfer.h"
 
 #define WF_SHM_INFO(format, ...) WF_INFO(WF_SUB_NET, "NET/SHM " format, ##__VA_ARGS__)
 #define WF_SHM_WARN(format, ...) WF_WARN(WF_SUB_NET, "NET/SHM " format, ##__VA_ARGS__)
@@ -69,6 +72,14 @@
 /* How long drain() waits for the inbound rings to stay empty before it returns, in milliseconds. */
 #define WF_SHM_QUIET_MS 50
 
+/*
+ * Receivers serving at most this many ranks (themselves included) poll the head of every inbound
+ * ring instead of the doorbell. Ringing a doorbell costs the sender a full fence and an atomic OR
+ * on a cache line that the receiver keeps reading, and the receiver an exchange on the same line.
+ * Polling costs one load per ring, which hits the cache until the ring changes.
+ */
+#define WF_SHM_POLL_RINGS_MAX 8
+
 #define WF_SHM_SEGMENT_MAGIC 0x7765667473686d31ull /* "weftshm1" */
 #define WF_SHM_ADDRESS_MAGIC 0x77667368u           /* "wfsh" */
 #define WF_SHM_NAME_MAX 64
@@ -83,7 +94,7 @@ typedef struct {
     int32_t pid;
     uint32_t rank;
     uint32_t nranks;
-    uint32_t reserved;
+    uint32_t polls_rings; /* non-zero: the owner polls its inbound rings, so senders set no doorbell bit */
     uint64_t capacity;  /* data bytes of every inbound ring */
     _Atomic uint32_t mapped; /* peers that mapped the segment, the last of which unlinks its name */
     /* Bit s: sender s published records since the owner last cleared the word. */
@@ -175,6 +186,7 @@ typedef struct {
     wf_shm_ring_end_t out;           /* producer end of that ring */
     wf_shm_ring_end_t in;            /* consumer end of the peer's ring in this rank's segment */
     int cma_writable;                /* this rank can write into the peer's memory by CMA */
+    int rings_doorbell;              /* the peer reads doorbells: a push to it sets this rank's bit */
     size_t inline_max, write_inline_max; /* per-peer limits, which depend on the peer's ring size */
 
     wf_shm_recv_t *posted, *posted_tail;             /* receives posted for this peer */
@@ -222,6 +234,8 @@ struct wf_transport {
     size_t segment_bytes;
     uint64_t capacity;               /* of this rank's inbound rings */
     wf_shm_peer_t *peers;            /* nranks entries */
+    int *polled;                     /* served ranks whose rings progress() polls, or NULL: doorbells */
+    int polled_count;
     int connected;
 
     wf_shm_recv_t *posted_any, *posted_any_tail; /* receives from any rank */
@@ -247,8 +261,7 @@ struct wf_transport {
      */
     int post_depth;
     int destroying;                  /* drain() ran: xfers of posted operations are never touched again */
-    uint32_t *deferred_immediates;
-    size_t deferred_count, deferred_capacity;
+    wf_held_immediates_t deferred_immediates;
     int deferred_error;              /* negative code of a failure seen during a post */
 
     size_t cma_chunk;                /* bytes per CMA call, WF_SHM_CMA_CHUNK unless a benchmark changes it */

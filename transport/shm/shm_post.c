@@ -25,15 +25,10 @@
 
 #include "shm.h"
 
-static uint64_t monotonic_ns(void)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
-}
-
 void wf_shm_ring_doorbell(struct wf_transport *t, int peer)
 {
+    if (!t->peers[peer].rings_doorbell)
+        return; /* the peer polls this rank's ring */
     _Atomic uint64_t *word = &t->peers[peer].header->doorbell[t->rank / 64];
     uint64_t bit = 1ull << (t->rank % 64);
     /*
@@ -93,7 +88,7 @@ static void defer_error(struct wf_transport *t, int rc)
  */
 static int wait_for_room(struct wf_transport *t, int peer, uint64_t *deadline, unsigned round, const char *what)
 {
-    uint64_t now = monotonic_ns();
+    uint64_t now = wf_xfer_now_ns();
     if (*deadline == 0) {
         *deadline = now + (uint64_t)WF_SHM_POST_TIMEOUT_SEC * 1000000000u;
         t->full_waits++;
@@ -111,7 +106,7 @@ static int wait_for_room(struct wf_transport *t, int peer, uint64_t *deadline, u
     }
     if (t->should_stop != NULL) {
         int stop = t->should_stop(t->callback_arg);
-        uint64_t away = monotonic_ns() - now;
+        uint64_t away = wf_xfer_now_ns() - now;
         if (away > 1000000u)
             *deadline += away; /* time spent in other work does not count against this post */
         if (stop) {
@@ -125,7 +120,7 @@ static int wait_for_room(struct wf_transport *t, int peer, uint64_t *deadline, u
                          t->peers[peer].pid);
         return -EPIPE;
     }
-    if (monotonic_ns() > *deadline) {
+    if (wf_xfer_now_ns() > *deadline) {
         wf_shm_set_error(t, "%s to rank %d timed out: its ring stayed full for %d s; rank %d may have stopped "
                          "progressing", what, peer, WF_SHM_POST_TIMEOUT_SEC, peer);
         return -ETIMEDOUT;

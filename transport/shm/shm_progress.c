@@ -301,17 +301,10 @@ static int deliver_immediate(struct wf_transport *t, uint32_t immediate)
                         immediate);
         return 0;
     }
-    if (t->deferred_count == t->deferred_capacity) {
-        size_t capacity = t->deferred_capacity > 0 ? 2 * t->deferred_capacity : 64;
-        uint32_t *grown = realloc(t->deferred_immediates, capacity * sizeof(*grown));
-        if (grown == NULL) {
-            wf_shm_set_error(t, "out of memory while holding back immediate 0x%08x of an incoming write", immediate);
-            return -ENOMEM;
-        }
-        t->deferred_immediates = grown;
-        t->deferred_capacity = capacity;
+    if (wf_held_immediates_add(&t->deferred_immediates, immediate) != 0) {
+        wf_shm_set_error(t, "out of memory while holding back immediate 0x%08x of an incoming write", immediate);
+        return -ENOMEM;
     }
-    t->deferred_immediates[t->deferred_count++] = immediate;
     return 0;
 }
 
@@ -403,8 +396,34 @@ static int drain_ring(struct wf_transport *t, int sender)
     return handled;
 }
 
+/* Drain the rings of the few senders this rank polls directly (t->polled). */
+static int poll_rings(struct wf_transport *t)
+{
+    int handled = 0;
+    for (int i = 0; i < t->polled_count; i++) {
+        wf_shm_ring_end_t *in = &t->peers[t->polled[i]].in;
+        /* The common case, an empty ring, costs one load of a line that stays cached until it changes. */
+        uint64_t head = atomic_load_explicit(&in->shared->head, memory_order_relaxed);
+        /*
+         * Also load the line where the next record starts, whatever the value of head, so that
+         * the two cache misses after the sender publishes can overlap instead of following each
+         * other.
+         */
+        (void)*(volatile const unsigned char *)&in->shared->data[in->position & (in->capacity - 1)];
+        if (head == in->position)
+            continue;
+        int rc = drain_ring(t, t->polled[i]);
+        if (rc < 0)
+            return rc; /* the records after the failed one stay for the next poll */
+        handled += rc;
+    }
+    return handled;
+}
+
 int wf_shm_poll(struct wf_transport *t)
 {
+    if (t->polled != NULL)
+        return poll_rings(t);
     wf_shm_header_t *header = t->segment;
     int handled = 0;
     for (int w = 0; w * 64 < t->nranks; w++) {
@@ -431,33 +450,15 @@ int wf_shm_poll(struct wf_transport *t)
 int wf_shm_progress(struct wf_transport *t)
 {
     int handled = 0;
-    /*
-     * Detach the held-back immediates before calling back, so a callback that posts (and may hold
-     * back more) or calls progress() again never delivers an entry twice.
-     */
-    while (t->deferred_count > 0) {
-        uint32_t *immediates = t->deferred_immediates;
-        size_t count = t->deferred_count, capacity = t->deferred_capacity;
-        t->deferred_immediates = NULL;
-        t->deferred_count = t->deferred_capacity = 0;
-        for (size_t i = 0; i < count; i++) {
-            if (t->on_remote_write != NULL)
-                t->on_remote_write(t->callback_arg, immediates[i]);
-            handled++;
-        }
-        if (t->deferred_immediates == NULL) {
-            t->deferred_immediates = immediates;
-            t->deferred_capacity = capacity;
-        } else {
-            free(immediates);
-        }
-    }
+    if (t->deferred_immediates.count > 0)
+        handled = (int)wf_held_immediates_deliver(&t->deferred_immediates, t->on_remote_write, t->callback_arg);
     if (t->deferred_error != 0) {
         int rc = t->deferred_error;
         t->deferred_error = 0;
         return rc;
     }
-    wf_shm_flush_dones(t);
+    if (t->pending_dones > 0)
+        wf_shm_flush_dones(t);
     int rc = wf_shm_poll(t);
     return rc < 0 ? rc : handled + rc;
 }

@@ -161,6 +161,7 @@ int wf_shm_segment_create(struct wf_transport *t, char *err, size_t errlen)
     header->rank = (uint32_t)t->rank;
     header->nranks = (uint32_t)t->nranks;
     header->capacity = t->capacity;
+    header->polls_rings = t->polled != NULL;
     atomic_store_explicit(&header->mapped, 0, memory_order_relaxed);
     header->magic = WF_SHM_SEGMENT_MAGIC;
     for (int s = 0; s < t->nranks; s++)
@@ -224,6 +225,7 @@ static int map_peer(struct wf_transport *t, int p, const wf_shm_address_t *addre
         return -EPROTO;
     }
     wf_shm_ring_attach_producer(&peer->out, peer->ring_map, address->capacity);
+    peer->rings_doorbell = peer->header->polls_rings == 0;
     return 0;
 }
 
@@ -237,6 +239,7 @@ int wf_shm_segment_map_peers(struct wf_transport *t, const wf_shm_address_t *add
         peer->capacity = addresses[p].capacity;
         if (p == t->rank) {
             peer->header = t->segment;
+            peer->rings_doorbell = t->polled == NULL;
             wf_shm_ring_attach_producer(&peer->out, peer->in.shared, t->capacity);
             continue;
         }

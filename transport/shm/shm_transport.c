@@ -91,6 +91,17 @@ static int shm_create(const wf_transport_config_t *config, wf_transport_t **out,
             t->served_count += t->served[r] != 0 || r == config->rank;
     }
     t->cma_chunk = WF_SHM_CMA_CHUNK;
+    if (t->served_count <= WF_SHM_POLL_RINGS_MAX) {
+        t->polled = malloc((size_t)t->served_count * sizeof(*t->polled));
+        if (t->polled == NULL) {
+            shm_destroy(t);
+            wf_shm_format(err, errlen, "shm transport create: out of memory for %d peers", config->nranks);
+            return -ENOMEM;
+        }
+        for (int r = 0; r < t->nranks; r++)
+            if (wf_shm_serves(t, r))
+                t->polled[t->polled_count++] = r;
+    }
 
     rc = wf_shm_segment_create(t, err, errlen);
     if (rc != 0) {
@@ -332,13 +343,6 @@ static size_t shm_max_message_size(wf_transport_t *t)
     return WF_SHM_MAX_MESSAGE;
 }
 
-static uint64_t monotonic_ns(void)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
-}
-
 /*
  * After a failure: forget every posted operation without touching its xfer, then keep reading the
  * inbound rings until they stay empty for WF_SHM_QUIET_MS, at most milliseconds. Reading lets a
@@ -351,12 +355,12 @@ static void shm_drain(wf_transport_t *t, int milliseconds)
         return;
     t->destroying = 1;
     wf_shm_drop_queues(t);
-    uint64_t now = monotonic_ns(), until = now + (uint64_t)milliseconds * 1000000u, last_event = now;
+    uint64_t now = wf_xfer_now_ns(), until = now + (uint64_t)milliseconds * 1000000u, last_event = now;
     while (now < until && now - last_event < (uint64_t)WF_SHM_QUIET_MS * 1000000u) {
         wf_shm_flush_dones(t);
         if (wf_shm_poll(t) != 0)
-            last_event = monotonic_ns();
-        now = monotonic_ns();
+            last_event = wf_xfer_now_ns();
+        now = wf_xfer_now_ns();
     }
 }
 
@@ -383,11 +387,12 @@ static void shm_destroy(wf_transport_t *t)
     wf_shm_segment_release(t);
     free(t->peers);
     free(t->served);
+    free(t->polled);
     free(t->rts);
     free(t->free_rts);
     free(t->regions);
     free(t->free_regions);
-    free(t->deferred_immediates);
+    wf_held_immediates_free(&t->deferred_immediates);
     free(t);
 }
 
