@@ -256,8 +256,11 @@ static pid_t spawn(char **argv, pid_t *group, int rank, int node)
     return pid;
 }
 
-/* Build the mpirun command line: options, -x for every WEFT_* variable, then the program. */
-static char **mpirun_argv(const launch_options_t *options)
+/*
+ * Build the mpirun command line: options, -x for every WEFT_* variable, then the program.
+ * *launcher_args receives the number of entries before the program's.
+ */
+static char **mpirun_argv(const launch_options_t *options, size_t *launcher_args)
 {
     size_t program_length = 0, environ_length = 0;
     while (options->program_argv[program_length] != NULL)
@@ -291,9 +294,19 @@ static char **mpirun_argv(const launch_options_t *options)
         argv[n++] = "-x";
         argv[n++] = strndup(environ[e], strcspn(environ[e], "="));
     }
+    *launcher_args = n;
     for (size_t p = 0; p < program_length; p++)
         argv[n++] = options->program_argv[p];
     return argv;
+}
+
+/* Free what mpirun_argv allocated: the array and the variable name after each of its "-x". */
+static void free_mpirun_argv(char **argv, size_t launcher_args)
+{
+    for (size_t i = 0; i + 1 < launcher_args; i++)
+        if (strcmp(argv[i], "-x") == 0)
+            free(argv[++i]);
+    free(argv);
 }
 
 /* Send SIGTERM to the group, then SIGKILL to whatever is left after a grace period. */
@@ -416,7 +429,10 @@ int main(int argc, char **argv)
         unsetenv("WEFT_ROOT");
         unsetenv("WEFT_RANK");
         unsetenv("WEFT_SIZE");
-        children[0].pid = spawn(mpirun_argv(&options), &group, -1, -1);
+        size_t launcher_args = 0;
+        char **mpirun = mpirun_argv(&options, &launcher_args);
+        children[0].pid = spawn(mpirun, &group, -1, -1);
+        free_mpirun_argv(mpirun, launcher_args);
         nchildren = children[0].pid > 0;
     } else {
         char root[64], size[16];
