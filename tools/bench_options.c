@@ -36,6 +36,7 @@ static const name_value_t collective_names[] = {
     {"allreduce", BENCH_ALLREDUCE},
     {"allgather", BENCH_ALLGATHER},
     {"reducescatter", BENCH_REDUCESCATTER},
+    {"reduce_scatter", BENCH_REDUCESCATTER},
     {"broadcast", BENCH_BROADCAST},
     {"allreduce_multi", BENCH_ALLREDUCE_MULTI},
     {NULL, 0},

@@ -45,7 +45,6 @@ static int find_by_name(const char *name, const char *(*name_of)(int), int count
     return -1;
 }
 
-static const char *coll_name_of(int i) { return wf_coll_name((wf_coll_t)i); }
 static const char *type_name_of(int i) { return wf_datatype_name((weft_datatype_t)i); }
 static const char *op_name_of(int i) { return wf_op_name((weft_op_t)i); }
 
@@ -66,7 +65,7 @@ static int load_config(wf_select_config_t *config)
 /* Fill input from the request; prints the reason and returns -1 when an argument is invalid. */
 static int build_input(const wf_explain_request_t *request, wf_model_input_t *input)
 {
-    int coll = find_by_name(request->coll, coll_name_of, WF_COLL_COUNT);
+    int coll = wf_coll_from_name(request->coll);
     int type = find_by_name(request->datatype, type_name_of, WF_DATATYPE_COUNT);
     int op = find_by_name(request->op, op_name_of, WF_OP_COUNT);
     uint64_t bytes = 0;

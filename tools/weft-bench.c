@@ -50,11 +50,12 @@ static void exit_on_weft_error(const benchmark_t *bench, weft_result_t result, c
 {
     if (result == WEFT_SUCCESS)
         return;
+    /* Print the line with one call, so lines of ranks that fail at the same time do not interleave. */
+    char rank_text[32] = "";
     if (bench->rank >= 0)
-        fprintf(stderr, "weft-bench: rank %d: ", bench->rank);
-    else
-        fprintf(stderr, "weft-bench: ");
-    fprintf(stderr, "%s failed: %s: %s\n", call, weft_result_string(result), weft_comm_last_error(bench->comm));
+        snprintf(rank_text, sizeof(rank_text), "rank %d: ", bench->rank);
+    fprintf(stderr, "weft-bench: %s%s failed: %s: %s\n", rank_text, call, weft_result_string(result),
+            weft_comm_last_error(bench->comm));
     exit(1);
 }
 

@@ -355,9 +355,14 @@ static void hierarchical(const wf_model_input_t *in, const wf_model_params_t *in
 {
     int per_node = in->ranks_per_node, nodes = in->nnodes;
     uint64_t m = in->bytes, node_share = in->bytes / (uint64_t)(per_node > 0 ? per_node : 1);
-    if (nodes < 2 || per_node < 2 || nodes * per_node != in->nranks || in->partial_scale != 1.0) {
+    if (nodes < 2 || per_node < 2 || nodes * per_node != in->nranks) {
         e->eligible = 0;
-        e->reason = "needs several nodes with the same number (at least 2) of ranks, and partials of the user type";
+        e->reason = "needs at least 2 nodes with the same number (at least 2) of ranks each";
+        return;
+    }
+    if (in->partial_scale != 1.0) {
+        e->eligible = 0;
+        e->reason = "needs partials of the user type (16-bit floats are summed in float32)";
         return;
     }
     if (in->uneven) {

@@ -10,6 +10,7 @@
  * WEFT_EAGER_LIMIT. The model then picks among all of the collective's algorithms and logs one
  * warning.
  */
+#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -51,6 +52,26 @@ static const uint32_t coll_algorithms[WF_COLL_COUNT] = {
 const char *wf_coll_name(wf_coll_t coll)
 {
     return (int)coll >= 0 && coll < WF_COLL_COUNT ? coll_names[coll] : NULL;
+}
+
+int wf_coll_from_name(const char *name)
+{
+    for (int c = 0; c < WF_COLL_COUNT; c++) {
+        const char *want = coll_names[c], *got = name;
+        while (*want != '\0' || *got != '\0') {
+            if (*want == '_' && *got != '_') {
+                want++;
+                continue;
+            }
+            if (tolower((unsigned char)*want) != tolower((unsigned char)*got))
+                break;
+            want++;
+            got++;
+        }
+        if (*want == '\0' && *got == '\0')
+            return c;
+    }
+    return -1;
 }
 
 const char *wf_algo_name(wf_algo_t algo)

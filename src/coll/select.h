@@ -47,6 +47,11 @@ typedef enum {
 /* Names such as "allreduce" and "ring", or NULL outside the enums. */
 const char *wf_coll_name(wf_coll_t coll);
 const char *wf_algo_name(wf_algo_t algo);
+/*
+ * Return the collective called name (case-insensitive), or -1. Underscores are optional, so
+ * "reducescatter", the spelling of weft-bench and nccl-tests, finds reduce_scatter too.
+ */
+int wf_coll_from_name(const char *name);
 
 /* Bit mask of the algorithms collective coll has, and the same as a comma-separated list. */
 uint32_t wf_coll_algorithms(wf_coll_t coll);

@@ -31,10 +31,7 @@ static char *trim(char *text)
 
 static int find_coll(const char *name)
 {
-    for (int c = 0; c < WF_COLL_COUNT; c++)
-        if (strcasecmp(name, wf_coll_name((wf_coll_t)c)) == 0)
-            return c;
-    return -1;
+    return wf_coll_from_name(name);
 }
 
 /* An algorithm of some collective by name (never "local"), or -1. */
@@ -277,9 +274,14 @@ static int parse_rule(const char *where, int line_number, char *line, wf_select_
 {
     char *save = NULL, *tokens[5], names[256];
     int count = 0;
-    for (char *token = strtok_r(line, " \t", &save); token != NULL; token = strtok_r(NULL, " \t", &save))
-        tokens[count < 5 ? count++ : 4] = token;
-    if (count < 3 || count > 4) {
+    for (char *token = strtok_r(line, " \t", &save); token != NULL && count < 5; token = strtok_r(NULL, " \t", &save))
+        tokens[count++] = token;
+    if (count > 4) {
+        snprintf(err, errlen, "%s: unexpected '%.40s' after the rule; expected COLLECTIVE SIZE-RANGE ALGORITHM "
+                 "[ranks=LOW-HIGH], as in allreduce 0-4K recursive_doubling", where, tokens[4]);
+        return -1;
+    }
+    if (count < 3) {
         snprintf(err, errlen, "%s: expected NAME = VALUE or COLLECTIVE SIZE-RANGE ALGORITHM [ranks=LOW-HIGH], as "
                  "in allreduce 0-4K recursive_doubling", where);
         return -1;

@@ -237,7 +237,7 @@ static void test_tuning_errors(void **state)
     tune_rejected("allreduce 0-4K ring ranks=9-4", "'ranks=9-4' is not a rank range", NULL);
     tune_rejected("allreduce 0-4K ring ranks=x", "'ranks=x' is not a rank range", NULL);
     tune_rejected("allreduce 0-4K", "expected NAME = VALUE or COLLECTIVE SIZE-RANGE ALGORITHM", NULL);
-    tune_rejected("allreduce 0-4K ring ranks=2-4 more", "expected NAME = VALUE", NULL);
+    tune_rejected("allreduce 0-4K ring ranks=2-4 more", "unexpected 'more' after the rule", NULL);
 }
 
 static void test_tuning_rule_limit(void **state)
@@ -561,6 +561,22 @@ static void test_model_levels(void **state)
     assert_true(fabs(e.time_us - (2 * 1.0 + 0.75 * 8192 / 1000.0 + 10.0 + 0.5 * 2048 * 10.0 / 1000.0)) < 1e-9);
 }
 
+/* Collective names: case-insensitive, underscores optional, nothing else loose. */
+static void test_collective_names(void **state)
+{
+    (void)state;
+    assert_int_equal(wf_coll_from_name("reduce_scatter"), WF_COLL_REDUCE_SCATTER);
+    assert_int_equal(wf_coll_from_name("reducescatter"), WF_COLL_REDUCE_SCATTER);
+    assert_int_equal(wf_coll_from_name("ReduceScatter"), WF_COLL_REDUCE_SCATTER);
+    assert_int_equal(wf_coll_from_name("allreduce"), WF_COLL_ALLREDUCE);
+    assert_int_equal(wf_coll_from_name("reduce"), WF_COLL_REDUCE);
+    assert_int_equal(wf_coll_from_name("reduce-scatter"), -1);
+    assert_int_equal(wf_coll_from_name("reducescatte"), -1);
+    assert_int_equal(wf_coll_from_name("reduce_scatter_"), -1);
+    assert_int_equal(wf_coll_from_name("all_reduce"), -1);
+    assert_int_equal(wf_coll_from_name(""), -1);
+}
+
 static void test_fold_arithmetic(void **state)
 {
     static const int expected_core[8][8] = {
@@ -584,6 +600,7 @@ static void test_fold_arithmetic(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_collective_names),
         cmocka_unit_test(test_algo_empty_allows_all),
         cmocka_unit_test(test_algo_per_collective),
         cmocka_unit_test(test_algo_exclusion),
