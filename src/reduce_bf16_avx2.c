@@ -3,10 +3,10 @@
  * inner loop of a two-rank pull all-reduce and reduce-scatter.
  *
  * The generic kernels (reduce_kernels_half.c) apply the NaN rule of reduce_internal.h and the
- * rounding to every element with branch-free selects, which makes them compute-bound: reduce-bench
- * measured their reduce_pair_finish at 1.5 GB/s of bfloat16 input against 3.3 for float32 at 32 MiB
- * (2-vCPU EPYC VM), and this one at 2.8. These do the common case in few instructions: widen by shifting,
- * vaddps, and round to nearest even by integer addition. A group of 8 elements in which an input
+ * rounding to every element with branch-free selects, so they are compute-bound. On a 2-vCPU EPYC
+ * VM, reduce-bench measured their reduce_pair_finish at 1.5 GB/s of bfloat16 input at 32 MiB,
+ * this kernel at 2.8, and float32 at 3.3. These do the common case in few instructions: widen by
+ * shifting, vaddps, and round to nearest even by integer addition. A group of 8 elements in which an input
  * or the sum is NaN goes through the scalar functions of reduce_internal.h instead, so every
  * result, NaN payloads included, is bitwise the same as the generic kernels'.
  */

@@ -50,7 +50,7 @@ void wf_pull_describe(wf_pull_peers_t *peers, const void *buf, size_t bytes, con
 weft_result_t wf_pull_exchange(wf_pull_peers_t *peers);
 
 /* Send mine[peer] to every peer under `phase` and receive theirs[peer] from each. */
-weft_result_t wf_pull_sync(wf_pull_peers_t *peers, unsigned phase, const char *what);
+weft_result_t wf_pull_sync(wf_pull_peers_t *peers, unsigned phase, const char *label);
 
 /*
  * Post a read of bytes at offset of the buffer that `from` describes on peer into dst. Fails comm

@@ -83,7 +83,7 @@ weft_result_t wf_pull_exchange(wf_pull_peers_t *peers)
     return result;
 }
 
-weft_result_t wf_pull_sync(wf_pull_peers_t *peers, unsigned phase, const char *what)
+weft_result_t wf_pull_sync(wf_pull_peers_t *peers, unsigned phase, const char *label)
 {
     weft_comm_t comm = peers->comm;
     weft_result_t result = WEFT_SUCCESS;
@@ -98,9 +98,9 @@ weft_result_t wf_pull_sync(wf_pull_peers_t *peers, unsigned phase, const char *w
     for (int peer = 0; peer < comm->nranks && result == WEFT_SUCCESS; peer++) {
         if (peer == comm->rank)
             continue;
-        result = wf_comm_wait_recv(comm, &peers->recvs[peer], peer, what, sizeof(wf_pull_buffer_t));
+        result = wf_comm_wait_recv(comm, &peers->recvs[peer], peer, label, sizeof(wf_pull_buffer_t));
         if (result == WEFT_SUCCESS)
-            result = wf_comm_wait_xfer(comm, &peers->sends[peer], peer, what);
+            result = wf_comm_wait_xfer(comm, &peers->sends[peer], peer, label);
     }
     return result;
 }

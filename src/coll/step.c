@@ -179,28 +179,28 @@ weft_result_t wf_step_register(weft_comm_t comm, const void *buf, size_t bytes, 
 }
 
 /* Grow one of the communicator's kept scratch buffers to at least bytes, registered. */
-static weft_result_t grow_kept_scratch(weft_comm_t comm, wf_kept_scratch_t *kept, size_t bytes)
+static weft_result_t grow_kept_scratch(weft_comm_t comm, wf_kept_scratch_t *buffer, size_t bytes)
 {
-    if (bytes <= kept->size)
+    if (bytes <= buffer->size)
         return WEFT_SUCCESS;
-    if (kept->base != NULL)
-        comm->ops->mr_deregister(comm->transport, &kept->mr);
-    free(kept->base);
-    kept->base = NULL;
-    kept->size = 0;
+    if (buffer->base != NULL)
+        comm->ops->mr_deregister(comm->transport, &buffer->mr);
+    free(buffer->base);
+    buffer->base = NULL;
+    buffer->size = 0;
     size_t rounded = (bytes + 4095) & ~(size_t)4095;
-    kept->base = aligned_alloc(4096, rounded);
-    if (kept->base == NULL)
+    buffer->base = aligned_alloc(4096, rounded);
+    if (buffer->base == NULL)
         return wf_comm_fail(comm, WEFT_ERR_NO_MEMORY, "%s on rank %d: cannot allocate %zu bytes of scratch; lower "
                             "WEFT_SCRATCH_KEEP or the message size", comm->coll_name, comm->rank, rounded);
-    if (comm->ops->mr_register(comm->transport, kept->base, rounded, &kept->mr) != 0) {
-        free(kept->base);
-        kept->base = NULL;
+    if (comm->ops->mr_register(comm->transport, buffer->base, rounded, &buffer->mr) != 0) {
+        free(buffer->base);
+        buffer->base = NULL;
         return wf_comm_fail(comm, WEFT_ERR_TRANSPORT, "%s on rank %d: registering %zu bytes of scratch failed: %s; "
                             "check the memlock limit (ulimit -l)", comm->coll_name, comm->rank, rounded,
                             comm->ops->error_string(comm->transport));
     }
-    kept->size = rounded;
+    buffer->size = rounded;
     return WEFT_SUCCESS;
 }
 
@@ -209,10 +209,10 @@ weft_result_t wf_scratch_get_for(weft_comm_t comm, wf_scratch_use_t use, size_t 
     memset(scratch, 0, sizeof(*scratch));
     bytes = bytes > 0 ? bytes : 1;
     if (bytes <= comm->scratch_keep_limit) {
-        wf_kept_scratch_t *kept = &comm->kept_scratch[use];
-        weft_result_t result = grow_kept_scratch(comm, kept, bytes);
-        scratch->base = kept->base;
-        scratch->mr = &kept->mr;
+        wf_kept_scratch_t *buffer = &comm->kept_scratch[use];
+        weft_result_t result = grow_kept_scratch(comm, buffer, bytes);
+        scratch->base = buffer->base;
+        scratch->mr = &buffer->mr;
         return result;
     }
 
