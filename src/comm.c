@@ -149,12 +149,15 @@ static weft_result_t open_transport(weft_comm_t comm, wf_rank_info_t *mine)
                                     .shm_cma_disabled = wf_param_enum(WF_PARAM_SHM_CMA) == 1};
     /* Local rank l takes rail l modulo the equally near ones, so a node's ranks spread over its NICs. */
     const wf_topo_summary_t *me = &comm->summaries[comm->rank];
-    if (me->nrails > 0)
-        config.rail = me->rails[comm->nodes.local_rank[comm->rank] % me->nrails].name;
+    if (me->nrails > 0) {
+        const wf_topo_rail_t *rail = &me->rails[comm->nodes.local_rank[comm->rank] % me->nrails];
+        config.rail = rail->name;
+        config.rail_port = rail->port;
+    }
     char err[512] = "";
     int rc;
     if (comm->ops == &wf_route_transport) {
-        wf_route_parts_t parts = {{&wf_shm_transport, &wf_ofi_transport}, {NULL, config.provider}};
+        wf_route_parts_t parts = {{&wf_shm_transport, comm->inter_ops}, {NULL, config.provider}};
         rc = wf_route_create(&config, &parts, &comm->transport, err, sizeof(err));
     } else {
         rc = comm->ops->create(&config, &comm->transport, err, sizeof(err));
