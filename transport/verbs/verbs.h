@@ -292,6 +292,14 @@ struct wf_transport {
 };
 
 /* verbs_device.c */
+#define WF_VERBS_GIDS_MAX 256 /* GID table entries examined per port */
+/*
+ * Rank of a GID for RoCE, higher is better and 0 unusable: RoCE v2 before v1, then an IPv4-mapped
+ * address, a global IPv6 address, and a link-local (fe80::) one last.
+ */
+int wf_verbs_gid_score(const struct ibv_gid_entry *entry);
+/* Index into entries of the best GID, only entries[i].gid_index == forced when forced >= 0; -1 if none. */
+int wf_verbs_pick_gid(const struct ibv_gid_entry *entries, int count, int forced);
 /*
  * Open the device and choose the port and GID this rank uses: rail (port rail_port) when the
  * topology chose one, else the first active port WEFT_IB_HCA allows. Returns 0, or a negative

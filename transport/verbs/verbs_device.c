@@ -16,8 +16,7 @@
 #include "param.h"
 #include "verbs.h"
 
-/* Rank of a GID for RoCE: higher is better, 0 is unusable. */
-static int gid_score(const struct ibv_gid_entry *entry)
+int wf_verbs_gid_score(const struct ibv_gid_entry *entry)
 {
     static const uint8_t zero[16];
     const uint8_t *raw = entry->gid.raw;
@@ -28,6 +27,21 @@ static int gid_score(const struct ibv_gid_entry *entry)
     int link_local = raw[0] == 0xfe && (raw[1] & 0xc0) == 0x80;
     int score = ipv4 ? 3 : link_local ? 1 : 2;
     return score + (v2 ? 3 : 0);
+}
+
+int wf_verbs_pick_gid(const struct ibv_gid_entry *entries, int count, int forced)
+{
+    int best = -1, best_score = 0;
+    for (int i = 0; i < count; i++) {
+        int score = wf_verbs_gid_score(&entries[i]);
+        if (forced >= 0 && (int)entries[i].gid_index != forced)
+            continue;
+        if (score > best_score) {
+            best = i;
+            best_score = score;
+        }
+    }
+    return best;
 }
 
 static const char *gid_type_name(uint32_t type)
@@ -48,38 +62,32 @@ static void format_gid(const union ibv_gid *gid, char *out, size_t outlen)
 static int choose_gid(struct ibv_context *context, const struct ibv_port_attr *attr, wf_verbs_port_choice_t *choice,
                       char *err, size_t errlen)
 {
-    int64_t forced = wf_param_int(WF_PARAM_IB_GID_INDEX);
-    int best = -1, best_score = 0;
-    struct ibv_gid_entry entry, best_entry;
-    for (int index = 0; index < attr->gid_tbl_len; index++) {
-        if (forced >= 0 && index != forced)
-            continue;
-        if (ibv_query_gid_ex(context, choice->port, (uint32_t)index, &entry, 0) != 0)
-            continue;
-        int score = gid_score(&entry);
-        if (score > best_score) {
-            best = index;
-            best_score = score;
-            best_entry = entry;
-        }
-    }
+    int forced = (int)wf_param_int(WF_PARAM_IB_GID_INDEX);
+    struct ibv_gid_entry entries[WF_VERBS_GIDS_MAX];
+    int count = 0;
+    for (int index = 0; index < attr->gid_tbl_len && count < WF_VERBS_GIDS_MAX; index++)
+        if (ibv_query_gid_ex(context, choice->port, (uint32_t)index, &entries[count], 0) == 0)
+            count++;
+    int best = wf_verbs_pick_gid(entries, count, forced);
     if (best < 0) {
         if (forced >= 0)
-            wf_verbs_format(err, errlen, "WEFT_IB_GID_INDEX=%lld is not a valid GID of %s port %u (the table has %d "
-                            "entries); see `ibv_devinfo -v` or unset it", (long long)forced, choice->device,
-                            choice->port, attr->gid_tbl_len);
+            wf_verbs_format(err, errlen, "WEFT_IB_GID_INDEX=%d is not a valid GID of %s port %u (the table has %d "
+                            "entries); see `ibv_devinfo -v` or unset it", forced, choice->device, choice->port,
+                            attr->gid_tbl_len);
         else
             wf_verbs_format(err, errlen, "%s port %u has no GID: give its network interface an IP address",
                             choice->device, choice->port);
         return -1;
     }
-    choice->gid_index = best;
-    choice->gid = best_entry.gid;
+    const struct ibv_gid_entry *entry = &entries[best];
+    choice->gid_index = (int)entry->gid_index;
+    choice->gid = entry->gid;
     choice->is_global = 1;
     char text[64];
-    format_gid(&best_entry.gid, text, sizeof(text));
-    snprintf(choice->why, sizeof(choice->why), "GID %d (%s, %s)%s", best, gid_type_name(best_entry.gid_type), text,
-             forced >= 0 ? " from WEFT_IB_GID_INDEX" : best_score >= 5 ? ", the first routable RoCE v2 GID" : "");
+    format_gid(&entry->gid, text, sizeof(text));
+    snprintf(choice->why, sizeof(choice->why), "GID %d (%s, %s)%s", choice->gid_index,
+             gid_type_name(entry->gid_type), text,
+             forced >= 0 ? " from WEFT_IB_GID_INDEX" : wf_verbs_gid_score(entry) >= 5 ? ", the first routable RoCE v2 GID" : "");
     return 0;
 }
 
@@ -210,7 +218,7 @@ static void print_device(FILE *out, struct ibv_device *device)
         for (int index = 0; port_attr.link_layer == IBV_LINK_LAYER_ETHERNET && index < port_attr.gid_tbl_len;
              index++) {
             struct ibv_gid_entry entry;
-            if (ibv_query_gid_ex(context, port, (uint32_t)index, &entry, 0) != 0 || gid_score(&entry) == 0)
+            if (ibv_query_gid_ex(context, port, (uint32_t)index, &entry, 0) != 0 || wf_verbs_gid_score(&entry) == 0)
                 continue;
             char text[64];
             format_gid(&entry.gid, text, sizeof(text));
