@@ -3,8 +3,8 @@
  *
  * Each rank has one UD QP, published as its address. The first post to a peer creates an RC QP
  * for it, posts its receive slots and sends a REQUEST with the QP number and first PSN to the
- * peer's UD QP. The peer creates its own QP for the pair if it has none, moves it to RTS with
- * those values and answers with a REPLY carrying its own; the REPLY moves the first QP to RTS.
+ * peer's UD QP. The peer creates its own QP for the pair if it has none and moves it to RTS with
+ * those values. It then sends a REPLY with its own, which moves the first QP to RTS.
  * When both ranks start at once, each REQUEST finds the other side's QP already created and
  * connects it, so the pair still ends with one QP on each side. A lost datagram is covered by
  * repeating the REQUEST every WF_VERBS_CONNECT_RETRY_MS until the pair is connected; the collective's

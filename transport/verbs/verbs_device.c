@@ -1,8 +1,8 @@
 /*
  * Device, port and GID choice for the verbs transport, and the device listing of weft-info.
  *
- * The device is the rail the topology chose (the nearest port that WEFT_IB_HCA allows); without
- * one, the first device with an active port that WEFT_IB_HCA allows. On InfiniBand the rank is
+ * The device is the rail the topology chose, which is the nearest port that WEFT_IB_HCA allows.
+ * Without a rail, it is the first device with an active port that WEFT_IB_HCA allows. On InfiniBand the rank is
  * addressed by LID. On RoCE the GID is chosen from the port's table: RoCE v2 before v1, an
  * IPv4-mapped address before a global IPv6 one, and a link-local (fe80::) GID only when the port
  * has nothing routable. WEFT_IB_GID_INDEX overrides the choice.
@@ -25,8 +25,12 @@ int wf_verbs_gid_score(const struct ibv_gid_entry *entry)
     int v2 = entry->gid_type == IBV_GID_TYPE_ROCE_V2;
     int ipv4 = memcmp(raw, "\0\0\0\0\0\0\0\0\0\0\xff\xff", 12) == 0;
     int link_local = raw[0] == 0xfe && (raw[1] & 0xc0) == 0x80;
-    int score = ipv4 ? 3 : link_local ? 1 : 2;
-    return score + (v2 ? 3 : 0);
+    int score = 2; /* a global IPv6 address */
+    if (ipv4)
+        score = 3;
+    else if (link_local)
+        score = 1;
+    return v2 ? score + 3 : score;
 }
 
 int wf_verbs_pick_gid(const struct ibv_gid_entry *entries, int count, int forced)
@@ -46,7 +50,11 @@ int wf_verbs_pick_gid(const struct ibv_gid_entry *entries, int count, int forced
 
 static const char *gid_type_name(uint32_t type)
 {
-    return type == IBV_GID_TYPE_ROCE_V2 ? "RoCE v2" : type == IBV_GID_TYPE_ROCE_V1 ? "RoCE v1" : "IB";
+    if (type == IBV_GID_TYPE_ROCE_V2)
+        return "RoCE v2";
+    if (type == IBV_GID_TYPE_ROCE_V1)
+        return "RoCE v1";
+    return "IB";
 }
 
 /* Write the GID as an IPv4 or IPv6 address. */

@@ -1,6 +1,6 @@
 /*
- * Posts of the verbs transport: the operation pool, the per-peer queue that holds posts until the
- * peer is connected and has credits and send-queue room, and the work requests themselves.
+ * Posts of the verbs transport: the operation pool, the work requests themselves, and the per-peer
+ * queue of posts that wait for the connection, for credits or for send-queue room.
  *
  * A message or write spends one of the peer's receive slots. A sender keeps the last credit for a
  * CREDIT message, so two ranks that both ran out can always tell each other about freed slots.
@@ -119,6 +119,10 @@ void wf_verbs_fail_peer(struct wf_transport *t, int rank, int status, const char
     while (peer->queue != NULL) {
         wf_verbs_op_t *op = peer->queue;
         peer->queue = op->next;
+        if (op->pieces_outstanding > 0) {
+            op->status = status; /* partly posted: the flushed completions of its pieces finish it */
+            continue;
+        }
         wf_verbs_complete(t, op->xfer, 0, status);
         wf_verbs_op_release(t, op);
     }
@@ -184,18 +188,34 @@ static int post_op(struct wf_transport *t, int rank, wf_verbs_op_t *op)
         msg.status = (int32_t)op->immediate;
         return post_message(t, rank, op, &msg, NULL, 0);
     }
-    struct ibv_sge sge = {(uintptr_t)op->buf, (uint32_t)op->length, op->lkey};
-    struct ibv_send_wr wr = {.wr_id = (uintptr_t)op, .sg_list = &sge, .num_sge = op->length > 0,
+    /* Writes and reads go out in pieces of at most t->wr_max bytes; only a write's last piece carries the immediate. */
+    size_t piece = op->length - op->posted < t->wr_max ? op->length - op->posted : t->wr_max;
+    int last = op->posted + piece == op->length;
+    struct ibv_sge sge = {(uintptr_t)op->buf + op->posted, (uint32_t)piece, op->lkey};
+    struct ibv_send_wr wr = {.wr_id = (uintptr_t)op, .sg_list = &sge, .num_sge = piece > 0,
                              .send_flags = IBV_SEND_SIGNALED,
-                             .wr.rdma = {.remote_addr = op->remote_addr, .rkey = op->rkey}};
-    if (op->kind == WF_VERBS_OP_WRITE) {
+                             .wr.rdma = {.remote_addr = op->remote_addr + op->posted, .rkey = op->rkey}};
+    if (op->kind == WF_VERBS_OP_WRITE && last) {
         wr.opcode = IBV_WR_RDMA_WRITE_WITH_IMM;
         wr.imm_data = htonl(op->immediate);
+    } else if (op->kind == WF_VERBS_OP_WRITE) {
+        wr.opcode = IBV_WR_RDMA_WRITE;
     } else {
         wr.opcode = IBV_WR_RDMA_READ;
     }
     struct ibv_send_wr *bad;
-    return ibv_post_send(peer->qp, &wr, &bad);
+    int rc = ibv_post_send(peer->qp, &wr, &bad);
+    if (rc == 0)
+        op->posted += piece;
+    return rc;
+}
+
+/* Whether every piece of op is posted (messages and control messages are one piece). */
+static int fully_posted(const wf_verbs_op_t *op)
+{
+    if (op->kind == WF_VERBS_OP_SEND || op->kind == WF_VERBS_OP_CONTROL)
+        return 1;
+    return op->posted == op->length;
 }
 
 /* Whether op can be posted now: send-queue room, a credit when it spends one, a slot when it needs one. */
@@ -209,7 +229,7 @@ static int has_room(const struct wf_transport *t, const wf_verbs_peer_t *peer, c
     if (peer->credits <= reserve)
         return 0;
     if (op->kind == WF_VERBS_OP_WRITE)
-        return 1;
+        return 1; /* the credit is checked for every piece, though only the last one spends it */
     size_t payload = op->kind == WF_VERBS_OP_SEND && !op->rendezvous ? op->length : 0;
     return sizeof(wf_verbs_msg_t) + payload <= t->max_inline || t->free_slot_count > 0;
 }
@@ -227,14 +247,17 @@ int wf_verbs_flush_queue(struct wf_transport *t, int rank)
                                t->rank, wf_verbs_op_name(op->kind), op->length, rank, peer->qp->qp_num, strerror(rc));
             return -EIO;
         }
-        peer->queue = op->next;
-        if (peer->queue == NULL)
-            peer->queue_tail = NULL;
+        op->pieces_outstanding++;
         peer->send_outstanding++;
         if (op->kind == WF_VERBS_OP_READ || op->kind == WF_VERBS_OP_RTS_READ)
             peer->reads_outstanding++;
-        else
+        else if (fully_posted(op))
             peer->credits--;
+        if (!fully_posted(op))
+            continue;
+        peer->queue = op->next;
+        if (peer->queue == NULL)
+            peer->queue_tail = NULL;
     }
     return 0;
 }
@@ -277,6 +300,7 @@ int wf_verbs_send_control(struct wf_transport *t, int rank, wf_verbs_kind_t kind
             wf_verbs_op_release(t, op);
             return -EAGAIN;
         }
+        op->pieces_outstanding++;
         peer->send_outstanding++;
         peer->credits--;
         return 0;

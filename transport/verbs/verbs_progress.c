@@ -229,9 +229,20 @@ static void on_op_done(struct wf_transport *t, const struct ibv_wc *wc, wf_verbs
     peer->send_outstanding--;
     if (op->kind == WF_VERBS_OP_READ || op->kind == WF_VERBS_OP_RTS_READ)
         peer->reads_outstanding--;
-    int status = wc->status == IBV_WC_SUCCESS ? 0 : wc_errno(wc->status);
-    if (status != 0)
+    op->pieces_outstanding--;
+    if (wc->status != IBV_WC_SUCCESS) {
+        if (op->status == 0)
+            op->status = wc_errno(wc->status);
         on_failed_wc(t, wc, op->peer, wf_verbs_op_name(op->kind));
+    }
+    /* A write or read in pieces is done when its last piece is (RC completes in order). */
+    if (op->pieces_outstanding > 0 || (op->kind != WF_VERBS_OP_SEND && op->kind != WF_VERBS_OP_CONTROL &&
+                                       op->posted < op->length && op->status == 0)) {
+        if (!t->destroying)
+            wf_verbs_flush_queue(t, op->peer);
+        return;
+    }
+    int status = op->status;
     if (op->kind == WF_VERBS_OP_RTS_READ && !t->destroying)
         wf_verbs_send_control(t, op->peer, WF_VERBS_MSG_FIN, op->cookie, status);
     if (op->rendezvous) {
@@ -323,7 +334,7 @@ int wf_verbs_progress(wf_transport_t *t)
         t->last_event_ns = now;
         return n;
     }
-    if (now - t->last_event_ns > WF_VERBS_SPIN_US * 1000ull)
+    if (now - t->last_event_ns > t->spin_ns)
         sleep_on_channel(t);
     return 0;
 }

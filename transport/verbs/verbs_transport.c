@@ -64,6 +64,8 @@ static void read_parameters(struct wf_transport *t)
     t->retry_count = (int)wf_param_int(WF_PARAM_IB_RETRY_CNT);
     t->traffic_class = (int)wf_param_int(WF_PARAM_IB_TC);
     t->service_level = (int)wf_param_int(WF_PARAM_IB_SL);
+    t->wr_max = WF_VERBS_WR_MAX;
+    t->spin_ns = WF_VERBS_SPIN_US * 1000ull;
 }
 
 /* Protection domain, completion channel, CQ, send slots and the UD QP; message in err on failure. */
