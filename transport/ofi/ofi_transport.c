@@ -473,6 +473,13 @@ static void ofi_destroy(wf_transport_t *t)
                     "never marked done",
                     t->rank, t->ops_in_flight - t->receives_in_flight);
 
+    /*
+     * The endpoint goes first: receives still posted in it may use the descriptors of leftover
+     * regions (the route transport's bounce buffers), and with verbs;ofi_rxm of libfabric 1.17,
+     * closing those regions first made the endpoint's fi_close crash with SIGSEGV.
+     */
+    if (t->ep != NULL)
+        close_fid(&t->ep->fid, "endpoint", provider);
     size_t leftover = 0;
     while (t->regions != NULL) {
         wf_ofi_mr_t *region = t->regions;
@@ -481,12 +488,10 @@ static void ofi_destroy(wf_transport_t *t)
         free(region);
         leftover++;
     }
-    if (leftover > 0)
+    if (leftover > t->receives_in_flight)
         WF_OFI_WARN("rank %d destroyed %zu memory regions that were never deregistered", t->rank, leftover);
 
     /* Children before parents: libfabric rejects closing a domain that still has open objects. */
-    if (t->ep != NULL)
-        close_fid(&t->ep->fid, "endpoint", provider);
     if (t->av != NULL)
         close_fid(&t->av->fid, "address vector", provider);
     if (t->cq != NULL)
