@@ -130,9 +130,18 @@ static int open_endpoint(wf_transport_t *t, char *err, size_t errlen)
         ret = fi_enable(t->ep);
     }
     if (ret != 0) {
-        wf_ofi_format(err, errlen, "%s failed for libfabric provider %s (fabric %s, domain %s): %s", step,
+        const char *universe = getenv("FI_UNIVERSE_SIZE");
+        char advice[400] = "";
+        if (ret == -FI_EINVAL && strcmp(step, "fi_enable") == 0 && strstr(provider_of(t), "verbs") != NULL &&
+            strstr(provider_of(t), "ofi_rxm") != NULL)
+            snprintf(advice, sizeof(advice),
+                     ". ofi_rxm opens a completion queue of (128 + 128) x FI_UNIVERSE_SIZE entries "
+                     "(FI_UNIVERSE_SIZE is %s here), and a queue above the device's max_cqe (ibv_devinfo -v) "
+                     "fails. Lower FI_UNIVERSE_SIZE (Soft-RoCE: at most 127)",
+                     universe != NULL ? universe : "unset, 256");
+        wf_ofi_format(err, errlen, "%s failed for libfabric provider %s (fabric %s, domain %s): %s%s", step,
                        provider_of(t), t->info->fabric_attr->name, t->info->domain_attr->name,
-                       fi_strerror(-ret));
+                       fi_strerror(-ret), advice);
         return wf_ofi_errno(-ret);
     }
     return 0;
