@@ -327,12 +327,22 @@ static int local_key(struct wf_transport *t, wf_verbs_op_t *op, void *buf, size_
     return 0;
 }
 
-static int check_peer(struct wf_transport *t, int peer, const char *what)
+/* Validate the arguments every post shares; 0 or a negative code with the reason stored. */
+static int check_post(struct wf_transport *t, int peer, size_t length, const wf_xfer_t *xfer, const char *what)
 {
     if (peer < 0 || peer >= t->nranks || (!wf_verbs_serves(t, peer) && peer != t->rank)) {
-        wf_verbs_set_error(t, "rank %d: %s to rank %d, which this verbs transport does not serve", t->rank, what,
-                           peer);
+        wf_verbs_set_error(t, "rank %d: %s to peer rank %d, which this verbs transport does not serve (%d ranks)",
+                           t->rank, what, peer, t->nranks);
         return -EINVAL;
+    }
+    if (xfer == NULL) {
+        wf_verbs_set_error(t, "rank %d: %s to rank %d without a transfer record (xfer is NULL)", t->rank, what, peer);
+        return -EINVAL;
+    }
+    if (length > WF_VERBS_MAX_MESSAGE) {
+        wf_verbs_set_error(t, "rank %d: %s of %zu bytes to rank %d exceeds the maximum message size of %zu bytes; "
+                           "split it", t->rank, what, length, peer, WF_VERBS_MAX_MESSAGE);
+        return -EMSGSIZE;
     }
     return 0;
 }
@@ -340,7 +350,7 @@ static int check_peer(struct wf_transport *t, int peer, const char *what)
 int wf_verbs_send(wf_transport_t *t, int peer, uint64_t tag, const void *buf, size_t length, void *desc,
                   wf_xfer_t *xfer)
 {
-    int rc = check_peer(t, peer, "send");
+    int rc = check_post(t, peer, length, xfer, "send");
     wf_verbs_op_t *op = rc == 0 ? wf_verbs_op_get(t) : NULL;
     if (op == NULL)
         return rc != 0 ? rc : -ENOMEM;
@@ -365,7 +375,7 @@ int wf_verbs_send(wf_transport_t *t, int peer, uint64_t tag, const void *buf, si
 int wf_verbs_write(wf_transport_t *t, int peer, const void *buf, size_t length, void *desc, uint64_t remote_addr,
                    uint64_t key, uint32_t immediate, wf_xfer_t *xfer)
 {
-    int rc = check_peer(t, peer, "RDMA write");
+    int rc = check_post(t, peer, length, xfer, "RDMA write");
     wf_verbs_op_t *op = rc == 0 ? wf_verbs_op_get(t) : NULL;
     if (op == NULL)
         return rc != 0 ? rc : -ENOMEM;
@@ -388,7 +398,7 @@ int wf_verbs_write(wf_transport_t *t, int peer, const void *buf, size_t length, 
 int wf_verbs_read(wf_transport_t *t, int peer, void *buf, size_t length, void *desc, uint64_t remote_addr,
                   uint64_t key, wf_xfer_t *xfer)
 {
-    int rc = check_peer(t, peer, "RDMA read");
+    int rc = check_post(t, peer, length, xfer, "RDMA read");
     wf_verbs_op_t *op = rc == 0 ? wf_verbs_op_get(t) : NULL;
     if (op == NULL)
         return rc != 0 ? rc : -ENOMEM;
@@ -431,7 +441,7 @@ static void append_recv(wf_verbs_recv_t **head, wf_verbs_recv_t **tail, wf_verbs
 
 int wf_verbs_recv(wf_transport_t *t, int peer, uint64_t tag, void *buf, size_t length, void *desc, wf_xfer_t *xfer)
 {
-    int rc = check_peer(t, peer, "receive");
+    int rc = check_post(t, peer, 0, xfer, "receive");
     if (rc != 0)
         return rc;
     wf_verbs_recv_t *recv = new_recv(t, peer, tag, 0, buf, length, desc, xfer);
@@ -449,6 +459,10 @@ int wf_verbs_recv(wf_transport_t *t, int peer, uint64_t tag, void *buf, size_t l
 int wf_verbs_recv_any(wf_transport_t *t, uint64_t tag, uint64_t ignore, void *buf, size_t length, void *desc,
                       wf_xfer_t *xfer)
 {
+    if (xfer == NULL) {
+        wf_verbs_set_error(t, "rank %d: receive from any rank without a transfer record (xfer is NULL)", t->rank);
+        return -EINVAL;
+    }
     wf_verbs_recv_t *recv = new_recv(t, -1, tag, ignore, buf, length, desc, xfer);
     if (recv == NULL)
         return -ENOMEM;

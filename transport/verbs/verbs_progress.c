@@ -49,8 +49,8 @@ void wf_verbs_deliver(struct wf_transport *t, int rank, wf_verbs_recv_t *recv, c
 {
     size_t size = msg->kind == WF_VERBS_MSG_EAGER ? msg->payload : msg->size;
     if (size > recv->length) {
-        wf_verbs_set_error(t, "rank %d received %zu bytes from rank %d (tag 0x%llx) into a %zu-byte receive", t->rank,
-                           size, rank, (unsigned long long)msg->tag, recv->length);
+        wf_verbs_set_error(t, "rank %d: a message of %zu bytes from rank %d (tag 0x%llx) was truncated: the receive "
+                           "has room for %zu bytes", t->rank, size, rank, (unsigned long long)msg->tag, recv->length);
         if (msg->kind == WF_VERBS_MSG_RTS)
             wf_verbs_send_control(t, rank, WF_VERBS_MSG_FIN, msg->cookie, -EMSGSIZE);
         wf_verbs_complete(t, recv->xfer, 0, -EMSGSIZE);

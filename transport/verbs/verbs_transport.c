@@ -182,6 +182,10 @@ static int verbs_connect(wf_transport_t *t, const void *addresses, size_t stride
 
 static int verbs_mr_register(wf_transport_t *t, void *ptr, size_t length, wf_mr_t *mr)
 {
+    if (ptr == NULL || length == 0) {
+        wf_verbs_set_error(t, "rank %d: cannot register %zu bytes at %p: the region is empty", t->rank, length, ptr);
+        return -EINVAL;
+    }
     wf_verbs_mr_t *region = calloc(1, sizeof(*region));
     if (region == NULL)
         return -ENOMEM;
