@@ -239,6 +239,7 @@ static int connect_qp(struct wf_transport *t, int rank, const wf_verbs_conn_msg_
                                .max_dest_rd_atomic = (uint8_t)rd_atomic,
                                .min_rnr_timer = 12};
     fill_ah_attr(t, &peer->address, &attr.ah_attr);
+    enum ibv_mtu path_mtu = attr.path_mtu;
     int rc = modify(t, peer->qp, &attr,
                     IBV_QP_STATE | IBV_QP_AV | IBV_QP_PATH_MTU | IBV_QP_DEST_QPN | IBV_QP_RQ_PSN |
                         IBV_QP_MAX_DEST_RD_ATOMIC | IBV_QP_MIN_RNR_TIMER,
@@ -260,7 +261,7 @@ static int connect_qp(struct wf_transport *t, int rank, const wf_verbs_conn_msg_
     peer->max_reads = rd_atomic;
     peer->credits = WF_VERBS_RECV_DEPTH;
     WF_VERBS_TRACE("rank %d: connected to rank %d, QP 0x%x to 0x%x, MTU %d", t->rank, rank, peer->qp->qp_num,
-                   msg->qpn, 128 << attr.path_mtu);
+                   msg->qpn, 128 << path_mtu);
     return 0;
 }
 

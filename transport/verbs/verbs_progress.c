@@ -205,7 +205,7 @@ static int wc_errno(enum ibv_wc_status status)
     }
 }
 
-/* A failed work request: fail the peer, naming the status, the peer, the QP and the operation. */
+/* A failed work request: fail the peer, naming the status, the peer, the QP and the operation ("RDMA write to"). */
 static void on_failed_wc(struct wf_transport *t, const struct ibv_wc *wc, int rank, const char *what)
 {
     int status = wc_errno(wc->status);
@@ -218,7 +218,7 @@ static void on_failed_wc(struct wf_transport *t, const struct ibv_wc *wc, int ra
         return;
     }
     wf_verbs_fail_peer(t, rank, status,
-                       "rank %d: %s to rank %d failed on QP 0x%x: %s (verbs status %d, vendor error 0x%x)%s", t->rank,
+                       "rank %d: %s rank %d failed on QP 0x%x: %s (verbs status %d, vendor error 0x%x)%s", t->rank,
                        what, rank, wc->qp_num, ibv_wc_status_str(wc->status), wc->status, wc->vendor_err,
                        status == -ECONNRESET ? "; the peer died or the network path is down" : "");
 }
@@ -233,7 +233,9 @@ static void on_op_done(struct wf_transport *t, const struct ibv_wc *wc, wf_verbs
     if (wc->status != IBV_WC_SUCCESS) {
         if (op->status == 0)
             op->status = wc_errno(wc->status);
-        on_failed_wc(t, wc, op->peer, wf_verbs_op_name(op->kind));
+        char what[64];
+        snprintf(what, sizeof(what), "%s to", wf_verbs_op_name(op->kind));
+        on_failed_wc(t, wc, op->peer, what);
     }
     /* A write or read in pieces is done when its last piece is (RC completes in order). */
     if (op->pieces_outstanding > 0 || (op->kind != WF_VERBS_OP_SEND && op->kind != WF_VERBS_OP_CONTROL &&
@@ -264,7 +266,7 @@ static void on_slot_done(struct wf_transport *t, const struct ibv_wc *wc, wf_ver
     int rank = slot->peer;
     wf_verbs_peer_t *peer = &t->peers[rank];
     if (wc->status != IBV_WC_SUCCESS) {
-        on_failed_wc(t, wc, rank, "receive");
+        on_failed_wc(t, wc, rank, "receive from");
         return;
     }
     if (t->destroying)
