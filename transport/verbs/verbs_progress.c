@@ -211,7 +211,7 @@ static void on_failed_wc(struct wf_transport *t, const struct ibv_wc *wc, int ra
     int status = wc_errno(wc->status);
     wf_verbs_peer_t *peer = &t->peers[rank];
     if (wc->status == IBV_WC_WR_FLUSH_ERR) {
-        WF_VERBS_TRACE("rank %d: %s to rank %d flushed (QP 0x%x in error)", t->rank, what, rank, wc->qp_num);
+        WF_VERBS_TRACE("rank %d: %s rank %d flushed (QP 0x%x in error)", t->rank, what, rank, wc->qp_num);
         if (peer->state != WF_VERBS_PEER_FAILED)
             wf_verbs_fail_peer(t, rank, status, "rank %d: the QP 0x%x to rank %d went into the error state", t->rank,
                                wc->qp_num, rank);
