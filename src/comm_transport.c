@@ -80,8 +80,8 @@ static void log_choice(const weft_comm_t comm, const wf_transport_ops_t *ops, co
 }
 
 /*
- * The network transport for traffic between nodes: verbs when it is built, every rank found an
- * RDMA port and no libfabric provider is named; libfabric otherwise. why gets the reason.
+ * Return the transport for traffic between nodes, with the reason in why. It is verbs when weft
+ * was built with it, every rank found an RDMA port and no libfabric provider is named. Otherwise it is libfabric.
  */
 static const wf_transport_ops_t *network_transport(const weft_comm_t comm, const char *provider, char *why,
                                                    size_t whylen)

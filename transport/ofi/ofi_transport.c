@@ -499,8 +499,8 @@ static void ofi_destroy(wf_transport_t *t)
     }
     /*
      * The endpoint goes first: receives still posted in it may use the descriptors of leftover
-     * regions (the route transport's bounce buffers), and with verbs;ofi_rxm of libfabric 1.17,
-     * closing those regions first made the endpoint's fi_close crash with SIGSEGV.
+     * regions (the route transport's bounce buffers). With verbs;ofi_rxm of libfabric 1.17, closing
+     * those regions first is the likely cause of a SIGSEGV seen in the endpoint's fi_close.
      */
     if (t->ep != NULL)
         close_fid(&t->ep->fid, "endpoint", provider);

@@ -165,7 +165,7 @@ static int post_message(struct wf_transport *t, int rank, wf_verbs_op_t *op, con
     return ibv_post_send(peer->qp, &wr, &bad);
 }
 
-/* Post op as the RDMA write, read or message it stands for. */
+/* Post op: its message, or the next piece of its RDMA write or read. */
 static int post_op(struct wf_transport *t, int rank, wf_verbs_op_t *op)
 {
     wf_verbs_peer_t *peer = &t->peers[rank];
