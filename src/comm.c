@@ -14,6 +14,7 @@
 
 #include "coll/coll.h"
 #include "log.h"
+#include "memlock.h"
 #include "param.h"
 
 #define WF_ADDRESS_MAX 256
@@ -149,12 +150,15 @@ static weft_result_t open_transport(weft_comm_t comm, wf_rank_info_t *mine)
                                     .shm_cma_disabled = wf_param_enum(WF_PARAM_SHM_CMA) == 1};
     /* Local rank l takes rail l modulo the equally near ones, so a node's ranks spread over its NICs. */
     const wf_topo_summary_t *me = &comm->summaries[comm->rank];
-    if (me->nrails > 0)
-        config.rail = me->rails[comm->nodes.local_rank[comm->rank] % me->nrails].name;
+    if (me->nrails > 0) {
+        const wf_topo_rail_t *rail = &me->rails[comm->nodes.local_rank[comm->rank] % me->nrails];
+        config.rail = rail->name;
+        config.rail_port = rail->port;
+    }
     char err[512] = "";
     int rc;
     if (comm->ops == &wf_route_transport) {
-        wf_route_parts_t parts = {{&wf_shm_transport, &wf_ofi_transport}, {NULL, config.provider}};
+        wf_route_parts_t parts = {{&wf_shm_transport, comm->inter_ops}, {NULL, config.provider}};
         rc = wf_route_create(&config, &parts, &comm->transport, err, sizeof(err));
     } else {
         rc = comm->ops->create(&config, &comm->transport, err, sizeof(err));
@@ -311,6 +315,29 @@ static void log_layout(weft_comm_t comm)
             comm->chunk_size, comm->eager_limit, wf_reduce_isa());
 }
 
+/*
+ * Return an upper estimate of the bytes this communicator registers for its own buffers. It adds
+ * the kept scratch (one per use, up to WEFT_SCRATCH_KEEP each), the ring slots and staging, the
+ * control page, five buffers of a header plus the eager limit (mismatch signatures and group step
+ * staging), and the direct algorithms' receive area.
+ */
+static uint64_t memlock_estimate(const weft_comm_t comm)
+{
+    uint64_t eager_with_header = comm->eager_limit + 4096;
+    return (uint64_t)WF_SCRATCH_USES * comm->scratch_keep_limit + 2u * WF_STREAM_SLOTS * (uint64_t)comm->chunk_size +
+           4096u + 5u * eager_with_header + (uint64_t)(comm->nranks + 1) * comm->eager_limit;
+}
+
+static int memlock_checked; /* the limit is the process's, so the first communicator that pins memory checks it */
+
+static void check_memlock(weft_comm_t comm)
+{
+    if (!wf_memlock_provider_pins(comm->ops->provider_name(comm->transport)) ||
+        __atomic_exchange_n(&memlock_checked, 1, __ATOMIC_RELAXED))
+        return;
+    wf_memlock_check(comm->rank, memlock_estimate(comm), NULL, 0);
+}
+
 /* Finish creating comm around an established bootstrap; on failure the caller destroys comm. */
 static weft_result_t comm_setup(weft_comm_t comm)
 {
@@ -326,6 +353,8 @@ static weft_result_t comm_setup(weft_comm_t comm)
     }
 
     weft_result_t result = setup_transport(comm);
+    if (result == WEFT_SUCCESS)
+        check_memlock(comm);
     if (result == WEFT_SUCCESS)
         wf_comm_set_spin(comm);
     if (result == WEFT_SUCCESS)

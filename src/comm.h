@@ -152,6 +152,7 @@ struct weft_comm {
     wf_topo_summary_t *summaries; /* one per rank */
 
     const wf_transport_ops_t *ops;
+    const wf_transport_ops_t *inter_ops; /* route transport: the part between nodes (verbs or ofi) */
     wf_transport_t *transport;
     int needs_local_mr;
     size_t max_message;

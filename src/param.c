@@ -30,7 +30,7 @@
 
 /* Same order as wf_log_level_t, so the chosen index is the log level. */
 static const char *const level_choices[] = {"NONE", "ERROR", "WARN", "INFO", "TRACE", NULL};
-static const char *const transport_choices[] = {"auto", "ofi", "shm", NULL};
+static const char *const transport_choices[] = {"auto", "ofi", "shm", "verbs", NULL};
 static const char *const cma_choices[] = {"auto", "off", NULL};
 static const char *const precision_choices[] = {"float32", "native", NULL};
 static const char *const monitor_choices[] = {"auto", "patch", "none", NULL};
@@ -49,9 +49,10 @@ static const wf_param_def_t param_defs[WF_PARAM_COUNT] = {
                             "then ~/.weft.conf over it)."},
     [WF_PARAM_TRANSPORT] = {"WEFT_TRANSPORT", WF_PARAM_TYPE_ENUM, "auto", transport_choices, 0, 0, 0,
                             "Selects the transport: auto uses weft's shm transport when every rank is on one "
-                            "node and WEFT_OFI_PROVIDER is unset, shared memory inside nodes and libfabric "
-                            "between them otherwise; ofi uses libfabric for every peer, shm forces weft's own "
-                            "shared-memory transport."},
+                            "node and WEFT_OFI_PROVIDER is unset, shared memory inside nodes and verbs (when "
+                            "every rank has an RDMA device) or libfabric between them otherwise; ofi uses "
+                            "libfabric for every peer, shm forces weft's own shared-memory transport, verbs "
+                            "weft's own libibverbs transport."},
     [WF_PARAM_OFI_PROVIDER] = {"WEFT_OFI_PROVIDER", WF_PARAM_TYPE_STRING, "", NULL, 0, WF_PARAM_TEXT_MAX, 0,
                                "Names the libfabric provider to open, such as verbs;ofi_rxm or tcp;ofi_rxm "
                                "(empty: chosen automatically)."},
@@ -108,6 +109,19 @@ static const wf_param_def_t param_defs[WF_PARAM_COUNT] = {
     [WF_PARAM_SCRATCH_KEEP] = {"WEFT_SCRATCH_KEEP", WF_PARAM_TYPE_SIZE, "256M", NULL, 0, (int64_t)1 << 40, 0,
                                "Sets the size up to which a communicator keeps its scratch buffers for the "
                                "next call, in bytes; larger ones are allocated and registered for each call."},
+    [WF_PARAM_IB_GID_INDEX] = {"WEFT_IB_GID_INDEX", WF_PARAM_TYPE_INT, "-1", NULL, -1, 1023, 0,
+                               "Sets the GID table index the verbs transport uses on RoCE ports (-1: the first "
+                               "RoCE v2 GID with an IPv4 address, then a global IPv6 one)."},
+    [WF_PARAM_IB_TIMEOUT] = {"WEFT_IB_TIMEOUT", WF_PARAM_TYPE_INT, "14", NULL, 1, 31, 0,
+                             "Sets the verbs transport's acknowledgement timeout, 4.096 us times 2 to this power "
+                             "(14: about 67 ms), before a packet is sent again."},
+    [WF_PARAM_IB_RETRY_CNT] = {"WEFT_IB_RETRY_CNT", WF_PARAM_TYPE_INT, "7", NULL, 0, 7, 0,
+                               "Sets how many times the verbs transport resends an unacknowledged packet before the "
+                               "operation fails."},
+    [WF_PARAM_IB_TC] = {"WEFT_IB_TC", WF_PARAM_TYPE_INT, "0", NULL, 0, 255, 0,
+                        "Sets the traffic class of the verbs transport's RoCE packets."},
+    [WF_PARAM_IB_SL] = {"WEFT_IB_SL", WF_PARAM_TYPE_INT, "0", NULL, 0, 15, 0,
+                        "Sets the InfiniBand service level of the verbs transport's connections."},
     [WF_PARAM_SHM_CMA] = {"WEFT_SHM_CMA", WF_PARAM_TYPE_ENUM, "auto", cma_choices, 0, 0, 0,
                           "Selects how the shm transport moves large payloads: auto uses cross-memory attach "
                           "where the kernel allows it, off copies everything through the shared-memory rings."},

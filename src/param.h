@@ -19,7 +19,7 @@ typedef enum {
     WF_PARAM_DEBUG_SUBSYS,     /* string, parsed by log.c */
     WF_PARAM_DEBUG_FILE,       /* string */
     WF_PARAM_CONF_FILE,        /* string */
-    WF_PARAM_TRANSPORT,        /* enum: auto ofi shm */
+    WF_PARAM_TRANSPORT,        /* enum: auto ofi shm verbs */
     WF_PARAM_OFI_PROVIDER,     /* string, empty = automatic */
     WF_PARAM_SOCKET_IFNAME,    /* string: interface whose address the bootstrap advertises */
     WF_PARAM_ROOT,             /* string host:port */
@@ -40,6 +40,11 @@ typedef enum {
     WF_PARAM_TUNING_FILE,      /* string: path of the tuning file, empty = none */
     WF_PARAM_SHM_CMA,          /* enum: auto off */
     WF_PARAM_SCRATCH_KEEP,     /* size in bytes: largest scratch buffer a communicator keeps */
+    WF_PARAM_IB_GID_INDEX,     /* int, -1 = automatic */
+    WF_PARAM_IB_TIMEOUT,       /* int: RC ACK timeout exponent, 4.096 us * 2^value */
+    WF_PARAM_IB_RETRY_CNT,     /* int 0..7 */
+    WF_PARAM_IB_TC,            /* int 0..255: traffic class of RoCE packets */
+    WF_PARAM_IB_SL,            /* int 0..15: InfiniBand service level */
     WF_PARAM_COUNT
 } wf_param_id_t;
 

@@ -1,6 +1,7 @@
 /*
  * weft-info: print the weft version, every WEFT_* parameter with its current value and the source
- * of that value, the libfabric providers weft can open in this environment, and the topology of
+ * of that value, the libfabric providers weft can open in this environment, the RDMA device
+ * ports with their GIDs and the one weft's verbs transport would use, and the topology of
  * this process (node, binding, caches, network devices, NIC choice).
  *
  * Exit status: 0 on success, 1 when hwloc cannot load the topology, 2 when a parameter or an
@@ -25,7 +26,8 @@ static void print_usage(FILE *out)
             "       weft-info --explain COLLECTIVE SIZE [-n RANKS] [--nodes N] [--transport shm|net|route]\n"
             "                 [--datatype TYPE] [--op OP]\n"
             "Print the weft version, every WEFT_* parameter (value, source, description), the\n"
-            "libfabric providers weft can open, and the topology of this process. With --explain,\n"
+            "libfabric providers weft can open, the RDMA device ports (GIDs, and the one the verbs\n"
+            "transport would use), and the topology of this process. With --explain,\n"
             "print the cost model's estimate of every algorithm of one call and the algorithm weft\n"
             "would choose, with WEFT_ALGO and WEFT_TUNING_FILE applied, without starting a job.\n"
             "\n"
@@ -198,6 +200,13 @@ int main(int argc, char **argv)
     printf("\nProviders:\n");
     fflush(stdout);
     wf_ofi_print_providers(stdout);
+    printf("\nRDMA devices (weft's verbs transport):\n");
+    fflush(stdout);
+#ifdef WEFT_HAVE_VERBS
+    wf_verbs_print_devices(stdout);
+#else
+    printf("  not built: this libweft was built without libibverbs (install libibverbs-dev and rebuild)\n");
+#endif
     printf("\n");
     fflush(stdout);
     return info_print_topology();

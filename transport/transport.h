@@ -62,10 +62,11 @@ typedef struct {
      * NICs carry traffic at once (rails).
      */
     const char *rail;
+    int rail_port; /* port of rail, 1-based; 0 for any active port */
 } wf_transport_config_t;
 
 typedef struct wf_transport_ops {
-    const char *name; /* "ofi" or "shm", later "verbs" */
+    const char *name; /* "ofi", "shm", "verbs" or "route" */
 
     /* Open the fabric and a local endpoint. On failure returns a negative code and writes the reason to err. */
     int (*create)(const wf_transport_config_t *config, wf_transport_t **out, char *err, size_t errlen);
@@ -147,6 +148,13 @@ extern const wf_transport_ops_t wf_shm_transport; /* weft's own intra-node trans
 
 /* Largest communicator the shm transport serves: its segment header has a byte per rank. */
 #define WF_SHM_MAX_RANKS 1024
+
+#ifdef WEFT_HAVE_VERBS
+extern const wf_transport_ops_t wf_verbs_transport; /* weft's own libibverbs transport, transport/verbs/ */
+
+/* Print every RDMA device port, its GIDs and the one the verbs transport would use, for weft-info. */
+void wf_verbs_print_devices(void *file);
+#endif
 
 /* Print the RMA-capable libfabric providers this process can open, one per line, for weft-info. */
 void wf_ofi_print_providers(void *file);

@@ -1,8 +1,8 @@
 /*
  * coll_launch: start a weft program on N local ranks and report whether every rank succeeded.
  *
- *   coll_launch -n N [-m root|mpirun] [-p PROVIDER] [-t SECONDS] [-k RANK] [-H LAYOUT] [--mpirun PATH] --
- *               PROGRAM [ARGS...]
+ *   coll_launch -n N [-m root|mpirun] [-p PROVIDER] [-t SECONDS] [-k RANK] [-H LAYOUT] [--mpirun PATH]
+ *               [-R HOST:PORT [-r FIRST-LAST]] -- PROGRAM [ARGS...]
  *
  * root mode forks N processes with WEFT_ROOT=127.0.0.1:<free port>, WEFT_RANK, WEFT_SIZE and a
  * random WEFT_JOB_KEY (unless one is set).
@@ -15,6 +15,11 @@
  * -H splits the ranks into virtual nodes by giving each its own WEFT_HOSTID (root mode only).
  * "2x3" is 2 nodes of 3 consecutive ranks and "3+1" is nodes of 3 and 1 ranks. "2x2i" deals the
  * ranks out round robin: rank r is on node r % 2.
+ *
+ * -R and -r run one part of a job whose ranks are spread over several hosts: each host runs
+ * coll_launch with the same -n, -R (WEFT_ROOT, the address where rank 0 listens) and WEFT_JOB_KEY,
+ * and its own -r range. The launcher then leaves WEFT_SOCKET_IFNAME and FI_TCP_IFACE as the caller
+ * set them, so the ranks advertise an address the other hosts can reach.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -49,6 +54,9 @@ typedef struct {
     int killed_rank;        /* -k: this rank must end by SIGKILL (fault tests), -1 for none */
     const char *layout;     /* -H: virtual node layout, NULL for one node */
     int node_of[LAUNCH_MAX_RANKS]; /* virtual node of each rank when layout is set */
+    const char *root;       /* -R: WEFT_ROOT of a job spread over hosts, NULL for a local root */
+    int first_rank;         /* -r: the ranks this launcher starts, first_rank to last_rank */
+    int last_rank;
 } launch_options_t;
 
 typedef struct {
@@ -73,8 +81,8 @@ static double now_seconds(void)
 
 static void print_usage(FILE *out)
 {
-    fprintf(out, "usage: coll_launch -n N [-m root|mpirun] [-p PROVIDER] [-t SECONDS] [-k RANK] [--mpirun PATH] -- "
-                 "PROGRAM [ARGS...]\n"
+    fprintf(out, "usage: coll_launch -n N [-m root|mpirun] [-p PROVIDER] [-t SECONDS] [-k RANK] [-H LAYOUT]\n"
+                 "                   [--mpirun PATH] [-R HOST:PORT [-r FIRST-LAST]] -- PROGRAM [ARGS...]\n"
                  "  -n N           number of ranks, 1 to %d\n"
                  "  -m MODE        root: fork N ranks with WEFT_ROOT/WEFT_RANK/WEFT_SIZE (default);\n"
                  "                 mpirun: run them under mpirun, which bootstraps through PMIx\n"
@@ -83,7 +91,11 @@ static void print_usage(FILE *out)
                  "  -k RANK        RANK must end by SIGKILL (fault tests); root mode only\n"
                  "  -H LAYOUT      virtual nodes through WEFT_HOSTID: 2x3 (2 nodes of 3 ranks), 3+1 (nodes\n"
                  "                 of 3 and 1 ranks), 2x2i (round robin); root mode only\n"
-                 "  --mpirun PATH  mpirun to use in mpirun mode (default: mpirun from PATH)\n",
+                 "  --mpirun PATH  mpirun to use in mpirun mode (default: mpirun from PATH)\n"
+                 "  -R HOST:PORT   WEFT_ROOT for the ranks, for a job spread over hosts (rank 0 listens\n"
+                 "                 there); needs WEFT_JOB_KEY set to the same value on every host, and\n"
+                 "                 leaves WEFT_SOCKET_IFNAME and FI_TCP_IFACE to the caller; root mode only\n"
+                 "  -r FIRST-LAST  start only ranks FIRST to LAST of the N (needs -R)\n",
             LAUNCH_MAX_RANKS);
 }
 
@@ -134,6 +146,7 @@ static void parse_options(int argc, char **argv, launch_options_t *options)
     options->mpirun_path = "mpirun";
     options->killed_rank = -1;
     int i = 1;
+    const char *range_text = NULL; /* the -r text, NULL without -r */
 
     for (; i < argc && strcmp(argv[i], "--") != 0; i++) {
         const char *value = i + 1 < argc ? argv[i + 1] : NULL;
@@ -168,6 +181,19 @@ static void parse_options(int argc, char **argv, launch_options_t *options)
             options->killed_rank = (int)rank;
         } else if (strcmp(argv[i], "-H") == 0) {
             options->layout = value;
+        } else if (strcmp(argv[i], "-R") == 0 || strcmp(argv[i], "--root") == 0) {
+            if (value[0] == '\0' || strchr(value, ':') == NULL)
+                usage_error("invalid root address (-R), expected HOST:PORT:", value);
+            options->root = value;
+        } else if (strcmp(argv[i], "-r") == 0 || strcmp(argv[i], "--ranks") == 0) {
+            long first = strtol(value, &end, 10), last = -1;
+            if (end != value && *end == '-')
+                last = strtol(end + 1, &end, 10);
+            if (*end != '\0' || first < 0 || last < first || last >= LAUNCH_MAX_RANKS)
+                usage_error("invalid rank range (-r), expected FIRST-LAST:", value);
+            options->first_rank = (int)first;
+            options->last_rank = (int)last;
+            range_text = value;
         } else {
             usage_error("invalid option", argv[i]);
         }
@@ -180,6 +206,18 @@ static void parse_options(int argc, char **argv, launch_options_t *options)
     options->program_argv = argv + i + 1;
     if (options->layout != NULL && (options->use_mpirun || parse_layout(options) != 0))
         usage_error("invalid layout (-H) for the rank count, or in mpirun mode:", options->layout);
+    if (!range_text) {
+        options->first_rank = 0;
+        options->last_rank = options->nranks - 1;
+    } else if (options->root == NULL) {
+        usage_error("missing root address (-R), which a rank range (-r) needs:", range_text);
+    } else if (options->last_rank >= options->nranks) {
+        usage_error("invalid rank range (-r), past the last rank of -n:", range_text);
+    }
+    if (options->root != NULL && options->use_mpirun)
+        usage_error("invalid mode for a root address (-R), which needs root mode:", "mpirun");
+    if (options->root != NULL && getenv("WEFT_JOB_KEY") == NULL)
+        usage_error("missing WEFT_JOB_KEY: a root address (-R) needs the same WEFT_JOB_KEY on every host; root", options->root);
 }
 
 /*
@@ -374,7 +412,7 @@ static int supervise(const launch_options_t *options, pid_t group, launch_child_
     int failures = 0;
     for (int i = 0; i < nchildren; i++) {
         const char *process_kind = options->use_mpirun ? "mpirun" : "rank";
-        int id = options->use_mpirun ? 0 : i;
+        int id = options->use_mpirun ? 0 : options->first_rank + i;
         if (!children[i].finished && waitpid(children[i].pid, &children[i].status, 0) == children[i].pid)
             children[i].finished = 1;
         int status = children[i].status;
@@ -421,8 +459,10 @@ int main(int argc, char **argv)
      * it finds, and the bootstrap would advertise a non-loopback address. A value set by the
      * caller wins.
      */
-    setenv("FI_TCP_IFACE", "lo", 0);
-    setenv("WEFT_SOCKET_IFNAME", "lo", 0);
+    if (options.root == NULL) {
+        setenv("FI_TCP_IFACE", "lo", 0);
+        setenv("WEFT_SOCKET_IFNAME", "lo", 0);
+    }
 
     if (options.use_mpirun) {
         /* Leftover WEFT_ROOT variables would win over PMIx in weft_comm_init_env. */
@@ -436,21 +476,24 @@ int main(int argc, char **argv)
         nchildren = children[0].pid > 0;
     } else {
         char root[64], size[16];
+        int local_ranks = options.last_rank - options.first_rank + 1;
         set_job_key();
-        snprintf(root, sizeof root, "127.0.0.1:%d", find_free_port());
+        if (options.root == NULL)
+            snprintf(root, sizeof root, "127.0.0.1:%d", find_free_port());
         snprintf(size, sizeof size, "%d", options.nranks);
-        setenv("WEFT_ROOT", root, 1);
+        setenv("WEFT_ROOT", options.root != NULL ? options.root : root, 1);
         setenv("WEFT_SIZE", size, 1);
-        for (int rank = 0; rank < options.nranks; rank++) {
-            children[rank].pid = spawn(options.program_argv, &group, rank, options.layout != NULL ? options.node_of[rank] : -1);
-            if (children[rank].pid < 0)
+        for (int rank = options.first_rank; rank <= options.last_rank; rank++) {
+            children[nchildren].pid =
+                spawn(options.program_argv, &group, rank, options.layout != NULL ? options.node_of[rank] : -1);
+            if (children[nchildren].pid < 0)
                 break;
             nchildren++;
         }
-        if (nchildren > 0 && nchildren < options.nranks) {
+        if (nchildren > 0 && nchildren < local_ranks) {
             /* The started ranks would only wait for the missing ones until WEFT_TIMEOUT. */
             fprintf(stderr, "coll_launch: only %d of %d ranks could be started; ending them\n", nchildren,
-                    options.nranks);
+                    local_ranks);
             end_group(group, children, nchildren);
             return 1;
         }

@@ -71,6 +71,7 @@ static void test_table_order_and_help(void **state)
         "WEFT_CHUNK_SIZE",    "WEFT_EAGER_LIMIT",  "WEFT_REDUCE_PRECISION", "WEFT_TIMEOUT",
         "WEFT_MR_CACHE_SIZE", "WEFT_MR_CACHE_MONITOR", "WEFT_PROGRESS_THREAD", "WEFT_IB_HCA",
         "WEFT_TOPO_DUMP_FILE", "WEFT_ALGO",        "WEFT_TUNING_FILE",   "WEFT_SHM_CMA", "WEFT_SCRATCH_KEEP",
+        "WEFT_IB_GID_INDEX",  "WEFT_IB_TIMEOUT",   "WEFT_IB_RETRY_CNT", "WEFT_IB_TC",   "WEFT_IB_SL",
     };
 
     for (int id = 0; id < WF_PARAM_COUNT; id++) {
@@ -248,7 +249,7 @@ static void test_enum_values(void **state)
 
     expect_rejected(WF_PARAM_DEBUG, "LOUD", "WEFT_DEBUG=LOUD is not a valid choice",
                     "use one of NONE, ERROR, WARN, INFO, TRACE");
-    expect_rejected(WF_PARAM_TRANSPORT, "verbs", "WEFT_TRANSPORT=verbs", "use one of auto, ofi, shm");
+    expect_rejected(WF_PARAM_TRANSPORT, "rdma", "WEFT_TRANSPORT=rdma", "use one of auto, ofi, shm, verbs");
     expect_rejected(WF_PARAM_SHM_CMA, "on", "WEFT_SHM_CMA=on", "use one of auto, off");
     expect_rejected(WF_PARAM_REDUCE_PRECISION, "float16", "use one of float32, native", NULL);
     expect_rejected(WF_PARAM_MR_CACHE_MONITOR, "off", "use one of auto, patch, none", NULL);

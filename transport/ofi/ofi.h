@@ -36,6 +36,13 @@
 /* Operation records are allocated in blocks of this many and recycled through a free list. */
 #define WF_OFI_OP_BLOCK 64
 
+/*
+ * Smallest FI_UNIVERSE_SIZE weft sets, so that communicators created after the first one, which
+ * find libfabric already initialised, still get completion queues for up to this many ranks.
+ */
+#define WF_OFI_MIN_UNIVERSE 64
+#define WF_OFI_MIN_UNIVERSE_TEXT "64"
+
 /* Completions read from the CQ per fi_cq_read call. */
 #define WF_OFI_CQ_BATCH 16
 
@@ -125,6 +132,14 @@ const char *wf_ofi_op_name(wf_ofi_op_kind_t kind);
  * fi_freeinfo), or NULL with a message in err and the negative code in *rc.
  */
 struct fi_info *wf_ofi_query_providers(int *rc, char *err, size_t errlen);
+
+/*
+ * The FI_UNIVERSE_SIZE weft sets before libfabric's first call, for a communicator of nranks ranks
+ * whose requested provider is provider (NULL or "" for automatic), when the environment contains
+ * current (NULL when unset): max(nranks, WF_OFI_MIN_UNIVERSE), or 0 when the user set a value or
+ * requested a provider that is not verbs-based. *reason receives a static phrase for the log.
+ */
+int wf_ofi_universe_size(const char *provider, int nranks, const char *current, const char **reason);
 
 /* Non-zero when this fi_getinfo entry meets the requirements hints cannot express. */
 int wf_ofi_info_acceptable(const struct fi_info *info);

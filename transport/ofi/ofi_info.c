@@ -73,8 +73,62 @@ int wf_ofi_info_acceptable(const struct fi_info *info)
     return 1;
 }
 
+/*
+ * Flag set before weft's first libfabric call. libfabric reads FI_UNIVERSE_SIZE only when it
+ * initialises, at the first fi_getinfo of the process, so a later setenv has no effect.
+ */
+static int libfabric_started;
+
+int wf_ofi_universe_size(const char *provider, int nranks, const char *current, const char **reason)
+{
+    if (current != NULL && current[0] != '\0') {
+        *reason = "set by the user";
+        return 0;
+    }
+    if (provider != NULL && provider[0] != '\0' && strstr(provider, "verbs") == NULL) {
+        *reason = "WEFT_OFI_PROVIDER names a provider that is not verbs-based";
+        return 0;
+    }
+    *reason = "the communicator size, at least " WF_OFI_MIN_UNIVERSE_TEXT;
+    return nranks > WF_OFI_MIN_UNIVERSE ? nranks : WF_OFI_MIN_UNIVERSE;
+}
+
+/*
+ * Set FI_UNIVERSE_SIZE from the communicator size before libfabric initialises, unless the user
+ * set it or requested a provider that is not verbs-based. libfabric 1.17's ofi_rxm opens one
+ * completion queue per endpoint of (128 + 128) x FI_UNIVERSE_SIZE entries, 65536 by default, and
+ * Soft-RoCE's max_cqe is 32767, so fi_enable fails with EINVAL. The hints' tx_attr and rx_attr
+ * sizes do not change that queue.
+ * NOTE: setenv is not thread-safe. The first communicator is normally created before the
+ * application starts threads that read the environment.
+ */
+static void size_universe(const wf_transport_config_t *config)
+{
+    if (__atomic_exchange_n(&libfabric_started, 1, __ATOMIC_ACQ_REL))
+        return;
+    const char *current = getenv("FI_UNIVERSE_SIZE");
+    const char *reason = "";
+    int size = wf_ofi_universe_size(config->provider, config->nranks, current, &reason);
+    if (size == 0) {
+        WF_OFI_TRACE("rank %d: FI_UNIVERSE_SIZE left %s (%s)", config->rank, current != NULL ? current : "unset",
+                     reason);
+        return;
+    }
+    char text[16];
+    snprintf(text, sizeof(text), "%d", size);
+    if (setenv("FI_UNIVERSE_SIZE", text, 1) != 0) {
+        WF_OFI_WARN("rank %d: could not set FI_UNIVERSE_SIZE=%s: %s", config->rank, text, strerror(errno));
+        return;
+    }
+    WF_OFI_INFO("rank %d: set FI_UNIVERSE_SIZE=%s (%s) before libfabric starts, because ofi_rxm on verbs "
+                "opens a completion queue of (128 + 128) x FI_UNIVERSE_SIZE entries, by default 65536, more "
+                "than some devices allow (Soft-RoCE: 32767). Set FI_UNIVERSE_SIZE to choose another value",
+                config->rank, text, reason);
+}
+
 struct fi_info *wf_ofi_query_providers(int *rc, char *err, size_t errlen)
 {
+    __atomic_store_n(&libfabric_started, 1, __ATOMIC_RELEASE);
     struct fi_info *hints = build_hints();
     if (hints == NULL) {
         *rc = -ENOMEM;
@@ -265,6 +319,7 @@ static const struct fi_info *entry_on_rail(const struct fi_info *list, const str
 struct fi_info *wf_ofi_select(const wf_transport_config_t *config, int *rc, char *err, size_t errlen,
                               const char **reason)
 {
+    size_universe(config);
     struct fi_info *list = wf_ofi_query_providers(rc, err, errlen);
     if (list == NULL)
         return NULL;
