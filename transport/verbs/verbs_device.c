@@ -78,11 +78,17 @@ static int choose_gid(struct ibv_context *context, const struct ibv_port_attr *a
             count++;
     int best = wf_verbs_pick_gid(entries, count, forced);
     if (best < 0) {
-        if (forced >= 0)
-            wf_verbs_format(err, errlen, "WEFT_IB_GID_INDEX=%d is not a valid GID of %s port %u (the table has %d "
-                            "entries); see `ibv_devinfo -v` or unset it", forced, choice->device, choice->port,
-                            attr->gid_tbl_len);
-        else
+        if (forced >= 0) {
+            char valid[160] = "";
+            size_t used = 0;
+            for (int i = 0; i < count && used + 8 < sizeof(valid); i++)
+                if (wf_verbs_gid_score(&entries[i]) > 0)
+                    used += (size_t)snprintf(valid + used, sizeof(valid) - used, "%s%u", used > 0 ? ", " : "",
+                                             entries[i].gid_index);
+            wf_verbs_format(err, errlen, "WEFT_IB_GID_INDEX=%d is not a GID that %s port %u has (its GIDs: %s); "
+                            "choose one from `weft-info`, or unset it", forced, choice->device, choice->port,
+                            used > 0 ? valid : "none");
+        } else
             wf_verbs_format(err, errlen, "%s port %u has no GID: give its network interface an IP address",
                             choice->device, choice->port);
         return -1;
@@ -165,7 +171,8 @@ int wf_verbs_choose_port(const char *rail, int rail_port, wf_verbs_port_choice_t
     struct ibv_device **list = ibv_get_device_list(&count);
     if (list == NULL || count == 0) {
         wf_verbs_format(err, errlen, "no RDMA device is present (ibv_get_device_list found none); load the "
-                        "driver, or use WEFT_TRANSPORT=ofi");
+                        "device's driver, or unset WEFT_TRANSPORT so that weft uses shared memory inside nodes "
+                        "and libfabric between them");
         if (list != NULL)
             ibv_free_device_list(list);
         return -ENODEV;
