@@ -118,7 +118,6 @@ static int verbs_create(const wf_transport_config_t *config, wf_transport_t **ou
     t->should_stop = config->should_stop;
     t->callback_arg = config->callback_arg;
     t->instance = random_instance();
-    t->may_sleep = !config->progress_shared;
     read_parameters(t);
     t->peers = calloc((size_t)config->nranks, sizeof(*t->peers));
     if (config->peers != NULL && (t->served = malloc((size_t)config->nranks)) != NULL)
