@@ -418,6 +418,14 @@ static int route_progress(wf_transport_t *t)
 
 static const char *route_error_string(wf_transport_t *t)
 {
+    /* A failed completion sets only its part's error, so name the part that has one. */
+    if (t->error[0] == '\0') {
+        for (int p = ROUTE_REMOTE; p >= ROUTE_LOCAL; p--) {
+            const char *part = t->part[p].ops->error_string(t->part[p].t);
+            if (part != NULL && part[0] != '\0')
+                return part_error(t, p);
+        }
+    }
     return t->error;
 }
 
