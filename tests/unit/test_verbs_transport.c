@@ -213,7 +213,7 @@ static int scenario_bad_key(rank_context_t *ctx)
         int send_rc = ops->send(ctx->h.t, 1, 9, &value, sizeof(value), NULL, &later);
         CHECK(ctx, send_rc != 0 || (later.done && later.status != 0), "a send to the failed peer was accepted");
     }
-    /* Rank 1 progresses here, so it answers the connection request and its QP receives the write. */
+    /* Rank 1 progresses here, so it replies to the connection request and its QP receives the write. */
     int rc = harness_barrier(&ctx->h);
     registered_free(ctx, &buffer);
     return rc;

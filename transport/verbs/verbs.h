@@ -8,7 +8,7 @@
  * unreliable-datagram (UD) QP per rank, and get_address publishes the address of that UD QP.
  *
  * Messages travel as RC SENDs into per-QP receive slots (eager, with the payload) or as a request
- * to send (RTS) that the receiver answers with an RDMA READ from the sender's registered buffer
+ * to send (RTS) that the receiver follows with an RDMA READ from the sender's registered buffer
  * and a FIN. Writes are RDMA WRITE WITH IMMEDIATE straight into the peer's registered buffer. Each
  * SEND and each write with immediate uses one receive slot at the peer, so a sender spends a
  * credit for it; the receiver returns credits in the header of its own messages or, when it has
@@ -49,7 +49,7 @@
 #define WF_VERBS_SEND_SLOTS 256
 /* Operation records are allocated in blocks of this many. */
 #define WF_VERBS_OP_BLOCK 64
-/* UD slots for connection messages, and how often a request is repeated until the answer comes. */
+/* UD slots for connection messages, and how often a request is repeated until the reply arrives. */
 #define WF_VERBS_UD_DEPTH 64
 #define WF_VERBS_UD_SENDS 8
 #define WF_VERBS_CONNECT_RETRY_MS 200

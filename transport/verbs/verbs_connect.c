@@ -8,7 +8,7 @@
  * When both ranks start at once, each REQUEST finds the other side's QP already created and
  * connects it, so the pair still ends with one QP on each side. A lost datagram is covered by
  * repeating the REQUEST every WF_VERBS_CONNECT_RETRY_MS until the pair is connected; the collective's
- * own timeout ends a wait for a peer that never answers.
+ * own timeout ends a wait for a peer that never replies.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -289,7 +289,7 @@ int wf_verbs_connect_peer(struct wf_transport *t, int rank)
     return 0;
 }
 
-/* Take a request or reply: connect the pair if needed, answer requests. */
+/* Handle a request or reply: connect the pair if needed, and reply to requests. */
 static void handle_conn_message(struct wf_transport *t, const wf_verbs_conn_msg_t *msg)
 {
     int rank = (int)msg->from_rank;
