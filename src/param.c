@@ -112,9 +112,9 @@ static const wf_param_def_t param_defs[WF_PARAM_COUNT] = {
     [WF_PARAM_IB_GID_INDEX] = {"WEFT_IB_GID_INDEX", WF_PARAM_TYPE_INT, "-1", NULL, -1, 1023, 0,
                                "Sets the GID table index the verbs transport uses on RoCE ports (-1: the first "
                                "RoCE v2 GID with an IPv4 address, then a global IPv6 one)."},
-    [WF_PARAM_IB_TIMEOUT] = {"WEFT_IB_TIMEOUT", WF_PARAM_TYPE_INT, "14", NULL, 1, 31, 0,
+    [WF_PARAM_IB_TIMEOUT] = {"WEFT_IB_TIMEOUT", WF_PARAM_TYPE_INT, "20", NULL, 1, 31, 0,
                              "Sets the verbs transport's acknowledgement timeout, 4.096 us times 2 to this power "
-                             "(14: about 67 ms), before a packet is sent again."},
+                             "(20: about 4.3 s), before a packet is sent again."},
     [WF_PARAM_IB_RETRY_CNT] = {"WEFT_IB_RETRY_CNT", WF_PARAM_TYPE_INT, "7", NULL, 0, 7, 0,
                                "Sets how many times the verbs transport resends an unacknowledged packet before the "
                                "operation fails."},

@@ -164,6 +164,7 @@ int wf_route_create(const wf_transport_config_t *config, const wf_route_parts_t 
     for (int p = 0; rc == 0 && p < ROUTE_PARTS; p++) {
         wf_transport_config_t sub = *config;
         sub.peers = t->served[p];
+        sub.progress_shared = 1; /* a part that slept in progress() would delay the other part's traffic */
         sub.single_node = p == ROUTE_LOCAL;
         sub.provider = parts->provider[p];
         t->waiter[p] = (route_waiter_t){t, p};

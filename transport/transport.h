@@ -63,6 +63,11 @@ typedef struct {
      */
     const char *rail;
     int rail_port; /* port of rail, 1-based; 0 for any active port */
+    /*
+     * Non-zero when the caller polls other transports in the same loop (the route transport's
+     * parts), so progress() must never sleep waiting for this transport's own completions.
+     */
+    int progress_shared;
 } wf_transport_config_t;
 
 typedef struct wf_transport_ops {

@@ -5,6 +5,7 @@
  * or kept as unexpected) or the immediate of a write into a local region. Either way the slot is
  * reposted at once and owed back to the sender as a credit. progress() polls without sleeping
  * while completions keep coming, then sleeps on the completion channel for a millisecond at most.
+ * Inside the route transport it never sleeps, since the shm part's messages would wait.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -336,7 +337,7 @@ int wf_verbs_progress(wf_transport_t *t)
         t->last_event_ns = now;
         return n;
     }
-    if (now - t->last_event_ns > t->spin_ns)
+    if (t->may_sleep && now - t->last_event_ns > t->spin_ns)
         sleep_on_channel(t);
     return 0;
 }
