@@ -4,8 +4,20 @@
 #include "xfer.h"
 
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
+
+void wf_xfer_format(char *err, size_t errlen, const char *format, ...)
+{
+    if (err == NULL || errlen == 0)
+        return;
+    va_list args;
+    va_start(args, format);
+    vsnprintf(err, errlen, format, args);
+    va_end(args);
+}
 
 uint64_t wf_xfer_now_ns(void)
 {

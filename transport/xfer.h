@@ -1,7 +1,7 @@
 /*
- * Pieces of completion handling that every transport in transport/ needs in the same form: the
- * monotonic clock that times their waits, and the immediates of remote writes held back while a
- * post waits for room, which progress() delivers later.
+ * Pieces that every transport in transport/ needs in the same form: the formatting of their error
+ * texts, the monotonic clock that times their waits, and the immediates of remote writes held back
+ * while a post waits for room, which progress() delivers later.
  */
 #ifndef WF_XFER_H
 #define WF_XFER_H
@@ -10,6 +10,12 @@
 #include <stdint.h>
 
 #include "transport.h"
+
+/*
+ * snprintf into err, unless err is NULL or errlen is 0. The transports keep their last error and
+ * report errors met before an instance exists with it.
+ */
+void wf_xfer_format(char *err, size_t errlen, const char *format, ...) __attribute__((format(printf, 3, 4)));
 
 /* CLOCK_MONOTONIC in nanoseconds. */
 uint64_t wf_xfer_now_ns(void);

@@ -117,10 +117,7 @@ struct wf_transport {
 };
 
 /* Store a formatted sentence as the instance's last error, returned by error_string(). */
-void wf_ofi_set_error(struct wf_transport *t, const char *format, ...) __attribute__((format(printf, 2, 3)));
-
-/* snprintf into err when err is not NULL, for errors reported before an instance exists. */
-void wf_ofi_format(char *err, size_t errlen, const char *format, ...) __attribute__((format(printf, 3, 4)));
+#define wf_ofi_set_error(t, ...) wf_xfer_format((t)->error, sizeof((t)->error), __VA_ARGS__)
 
 /* Map a positive FI_E* or errno value to a negative errno-style code. */
 int wf_ofi_errno(int fi_error);

@@ -132,7 +132,7 @@ struct fi_info *wf_ofi_query_providers(int *rc, char *err, size_t errlen)
     struct fi_info *hints = build_hints();
     if (hints == NULL) {
         *rc = -ENOMEM;
-        wf_ofi_format(err, errlen, "fi_allocinfo failed: out of memory");
+        wf_xfer_format(err, errlen, "fi_allocinfo failed: out of memory");
         return NULL;
     }
 
@@ -141,7 +141,7 @@ struct fi_info *wf_ofi_query_providers(int *rc, char *err, size_t errlen)
     fi_freeinfo(hints);
     if (ret == -FI_ENODATA) {
         *rc = -ENOENT;
-        wf_ofi_format(err, errlen,
+        wf_xfer_format(err, errlen,
                        "no libfabric provider offers RDM endpoints with tagged messages, directed "
                        "receives and RMA writes with remote CQ data; run "
                        "'fi_info -t FI_EP_RDM -c FI_RMA' to see what is installed");
@@ -149,7 +149,7 @@ struct fi_info *wf_ofi_query_providers(int *rc, char *err, size_t errlen)
     }
     if (ret != 0) {
         *rc = wf_ofi_errno(-ret);
-        wf_ofi_format(err, errlen, "fi_getinfo failed: %s (libfabric %u.%u)", fi_strerror(-ret),
+        wf_xfer_format(err, errlen, "fi_getinfo failed: %s (libfabric %u.%u)", fi_strerror(-ret),
                        FI_MAJOR(fi_version()), FI_MINOR(fi_version()));
         return NULL;
     }
@@ -169,7 +169,7 @@ struct fi_info *wf_ofi_query_providers(int *rc, char *err, size_t errlen)
     }
     if (kept == NULL) {
         *rc = -ENOENT;
-        wf_ofi_format(err, errlen,
+        wf_xfer_format(err, errlen,
                        "no libfabric provider meets weft's requirements (remote CQ data of at least "
                        "4 bytes that does not consume receives, directed receives); run "
                        "'fi_info -t FI_EP_RDM -c FI_RMA -v' to inspect the providers");
@@ -329,7 +329,7 @@ struct fi_info *wf_ofi_select(const wf_transport_config_t *config, int *rc, char
     if (count < 0) {
         fi_freeinfo(list);
         *rc = count;
-        wf_ofi_format(err, errlen, "out of memory while listing libfabric providers");
+        wf_xfer_format(err, errlen, "out of memory while listing libfabric providers");
         return NULL;
     }
 
@@ -338,13 +338,13 @@ struct fi_info *wf_ofi_select(const wf_transport_config_t *config, int *rc, char
         char offered[512];
         join_names(names, (size_t)count, offered, sizeof(offered));
         if (config->provider != NULL && config->provider[0] != '\0')
-            wf_ofi_format(err, errlen,
+            wf_xfer_format(err, errlen,
                            "libfabric provider \"%s\" is not installed or lacks RDM endpoints with "
                            "tagged messages and RMA writes with remote CQ data; providers that "
                            "qualify: %s. Set WEFT_OFI_PROVIDER to one of them or leave it empty",
                            config->provider, offered);
         else
-            wf_ofi_format(err, errlen,
+            wf_xfer_format(err, errlen,
                            "no libfabric network provider for a communicator that spans nodes; "
                            "providers that qualify: %s (shm, sockets and udp are never chosen "
                            "automatically). Set WEFT_OFI_PROVIDER to force one of them",
@@ -370,7 +370,7 @@ struct fi_info *wf_ofi_select(const wf_transport_config_t *config, int *rc, char
         }
     }
     if (shm_limit != 0) {
-        wf_ofi_format(err, errlen,
+        wf_xfer_format(err, errlen,
                        "%d ranks are more than the %zu peers libfabric's shm provider serves (its domain "
                        "ep_cnt); set WEFT_OFI_PROVIDER=\"tcp;ofi_rxm\" or run at most %zu ranks per "
                        "communicator over shm",
@@ -385,7 +385,7 @@ struct fi_info *wf_ofi_select(const wf_transport_config_t *config, int *rc, char
     fi_freeinfo(list);
     if (copy == NULL) {
         *rc = -ENOMEM;
-        wf_ofi_format(err, errlen, "fi_dupinfo failed: out of memory");
+        wf_xfer_format(err, errlen, "fi_dupinfo failed: out of memory");
         return NULL;
     }
     *rc = 0;

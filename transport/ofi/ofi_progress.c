@@ -14,24 +14,6 @@
 
 #include "ofi.h"
 
-void wf_ofi_set_error(struct wf_transport *t, const char *format, ...)
-{
-    va_list args;
-    va_start(args, format);
-    vsnprintf(t->error, sizeof(t->error), format, args);
-    va_end(args);
-}
-
-void wf_ofi_format(char *err, size_t errlen, const char *format, ...)
-{
-    if (err == NULL || errlen == 0)
-        return;
-    va_list args;
-    va_start(args, format);
-    vsnprintf(err, errlen, format, args);
-    va_end(args);
-}
-
 int wf_ofi_errno(int fi_error)
 {
     /* libfabric reuses errno values below FI_ERRNO_OFFSET; map its own codes to the nearest errno. */

@@ -50,11 +50,11 @@ static int validate_config(const wf_transport_config_t *config, wf_transport_t *
                            size_t errlen)
 {
     if (config == NULL || out == NULL) {
-        wf_ofi_format(err, errlen, "ofi transport create: config and out must not be NULL");
+        wf_xfer_format(err, errlen, "ofi transport create: config and out must not be NULL");
         return -EINVAL;
     }
     if (config->nranks < 1 || config->rank < 0 || config->rank >= config->nranks) {
-        wf_ofi_format(err, errlen,
+        wf_xfer_format(err, errlen,
                        "ofi transport create: rank %d is outside a communicator of %d ranks; "
                        "expected 0 <= rank < nranks",
                        config->rank, config->nranks);
@@ -139,7 +139,7 @@ static int open_endpoint(wf_transport_t *t, char *err, size_t errlen)
                      "(FI_UNIVERSE_SIZE is %s here), and a queue above the device's max_cqe (ibv_devinfo -v) "
                      "fails. Lower FI_UNIVERSE_SIZE (Soft-RoCE: at most 127)",
                      universe != NULL ? universe : "unset, 256");
-        wf_ofi_format(err, errlen, "%s failed for libfabric provider %s (fabric %s, domain %s): %s%s", step,
+        wf_xfer_format(err, errlen, "%s failed for libfabric provider %s (fabric %s, domain %s): %s%s", step,
                        provider_of(t), t->info->fabric_attr->name, t->info->domain_attr->name,
                        fi_strerror(-ret), advice);
         return wf_ofi_errno(-ret);
@@ -217,7 +217,7 @@ static int ofi_create(const wf_transport_config_t *config, wf_transport_t **out,
 
     wf_transport_t *t = calloc(1, sizeof(*t));
     if (t == NULL) {
-        wf_ofi_format(err, errlen, "ofi transport create: out of memory");
+        wf_xfer_format(err, errlen, "ofi transport create: out of memory");
         return -ENOMEM;
     }
     t->rank = config->rank;
@@ -229,7 +229,7 @@ static int ofi_create(const wf_transport_config_t *config, wf_transport_t **out,
         t->peers = malloc((size_t)config->nranks);
         if (t->peers == NULL) {
             free(t);
-            wf_ofi_format(err, errlen, "ofi transport create: out of memory");
+            wf_xfer_format(err, errlen, "ofi transport create: out of memory");
             return -ENOMEM;
         }
         memcpy(t->peers, config->peers, (size_t)config->nranks);

@@ -271,10 +271,7 @@ struct wf_transport {
 };
 
 /* Store a formatted sentence as the instance's last error, returned by error_string(). */
-void wf_shm_set_error(struct wf_transport *t, const char *format, ...) __attribute__((format(printf, 2, 3)));
-
-/* snprintf into err when err is not NULL, for errors reported before an instance exists. */
-void wf_shm_format(char *err, size_t errlen, const char *format, ...) __attribute__((format(printf, 3, 4)));
+#define wf_shm_set_error(t, ...) wf_xfer_format((t)->error, sizeof((t)->error), __VA_ARGS__)
 
 /* Ring capacity for a communicator of nranks, before any reduction for a small /dev/shm. */
 uint64_t wf_shm_ring_capacity(int nranks);

@@ -131,7 +131,7 @@ int wf_shm_segment_create(struct wf_transport *t, char *err, size_t errlen)
     int fd = shm_open(t->name, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
     if (fd < 0) {
         int error = errno;
-        wf_shm_format(err, errlen, "shm_open of %s failed on rank %d: %s; check that /dev/shm is mounted and "
+        wf_xfer_format(err, errlen, "shm_open of %s failed on rank %d: %s; check that /dev/shm is mounted and "
                       "writable, or set WEFT_TRANSPORT=ofi", t->name, t->rank, strerror(error));
         return -error;
     }
@@ -147,7 +147,7 @@ int wf_shm_segment_create(struct wf_transport *t, char *err, size_t errlen)
     close(fd);
     if (base == MAP_FAILED) {
         shm_unlink(t->name);
-        wf_shm_format(err, errlen, "%s of the %zu-byte shared-memory segment %s failed on rank %d: %s", step, bytes,
+        wf_xfer_format(err, errlen, "%s of the %zu-byte shared-memory segment %s failed on rank %d: %s", step, bytes,
                       t->name, t->rank, strerror(error));
         return -error;
     }

@@ -18,37 +18,19 @@
 
 static int instance_logged;
 
-void wf_shm_set_error(struct wf_transport *t, const char *format, ...)
-{
-    va_list args;
-    va_start(args, format);
-    vsnprintf(t->error, sizeof(t->error), format, args);
-    va_end(args);
-}
-
-void wf_shm_format(char *err, size_t errlen, const char *format, ...)
-{
-    if (err == NULL || errlen == 0)
-        return;
-    va_list args;
-    va_start(args, format);
-    vsnprintf(err, errlen, format, args);
-    va_end(args);
-}
-
 static int validate_config(const wf_transport_config_t *config, wf_transport_t **out, char *err, size_t errlen)
 {
     if (config == NULL || out == NULL) {
-        wf_shm_format(err, errlen, "shm transport create: config and out must not be NULL");
+        wf_xfer_format(err, errlen, "shm transport create: config and out must not be NULL");
         return -EINVAL;
     }
     if (config->nranks < 1 || config->rank < 0 || config->rank >= config->nranks) {
-        wf_shm_format(err, errlen, "shm transport create: rank %d is outside a communicator of %d ranks; "
+        wf_xfer_format(err, errlen, "shm transport create: rank %d is outside a communicator of %d ranks; "
                       "expected 0 <= rank < nranks", config->rank, config->nranks);
         return -EINVAL;
     }
     if (config->nranks > WF_SHM_MAX_RANKS) {
-        wf_shm_format(err, errlen, "the shm transport serves at most %d ranks, and this communicator has %d; set "
+        wf_xfer_format(err, errlen, "the shm transport serves at most %d ranks, and this communicator has %d; set "
                       "WEFT_TRANSPORT=ofi", WF_SHM_MAX_RANKS, config->nranks);
         return -E2BIG;
     }
@@ -68,7 +50,7 @@ static int shm_create(const wf_transport_config_t *config, wf_transport_t **out,
         t->peers = calloc((size_t)config->nranks, sizeof(*t->peers));
     if (t == NULL || t->peers == NULL) {
         free(t);
-        wf_shm_format(err, errlen, "shm transport create: out of memory for %d peers", config->nranks);
+        wf_xfer_format(err, errlen, "shm transport create: out of memory for %d peers", config->nranks);
         return -ENOMEM;
     }
     t->rank = config->rank;
@@ -82,7 +64,7 @@ static int shm_create(const wf_transport_config_t *config, wf_transport_t **out,
         t->served = malloc((size_t)config->nranks);
         if (t->served == NULL) {
             shm_destroy(t);
-            wf_shm_format(err, errlen, "shm transport create: out of memory for %d peers", config->nranks);
+            wf_xfer_format(err, errlen, "shm transport create: out of memory for %d peers", config->nranks);
             return -ENOMEM;
         }
         memcpy(t->served, config->peers, (size_t)config->nranks);
@@ -95,7 +77,7 @@ static int shm_create(const wf_transport_config_t *config, wf_transport_t **out,
         t->polled = malloc((size_t)t->served_count * sizeof(*t->polled));
         if (t->polled == NULL) {
             shm_destroy(t);
-            wf_shm_format(err, errlen, "shm transport create: out of memory for %d peers", config->nranks);
+            wf_xfer_format(err, errlen, "shm transport create: out of memory for %d peers", config->nranks);
             return -ENOMEM;
         }
         for (int r = 0; r < t->nranks; r++)

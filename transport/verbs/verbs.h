@@ -321,9 +321,9 @@ int wf_verbs_pick_gid(const struct ibv_gid_entry *entries, int count, int forced
 int wf_verbs_choose_port(const char *rail, int rail_port, wf_verbs_port_choice_t *choice,
                          struct ibv_context **context, char *err, size_t errlen);
 
-/* verbs_transport.c */
-void wf_verbs_set_error(struct wf_transport *t, const char *format, ...) __attribute__((format(printf, 2, 3)));
-void wf_verbs_format(char *err, size_t errlen, const char *format, ...) __attribute__((format(printf, 3, 4)));
+/* Store a formatted sentence as the instance's last error, returned by error_string(). */
+#define wf_verbs_set_error(t, ...) wf_xfer_format((t)->error, sizeof((t)->error), __VA_ARGS__)
+
 static inline int wf_verbs_serves(const struct wf_transport *t, int rank)
 {
     return t->served == NULL || t->served[rank] != 0;

@@ -85,11 +85,11 @@ static int choose_gid(struct ibv_context *context, const struct ibv_port_attr *a
                 if (wf_verbs_gid_score(&entries[i]) > 0)
                     used += (size_t)snprintf(valid + used, sizeof(valid) - used, "%s%u", used > 0 ? ", " : "",
                                              entries[i].gid_index);
-            wf_verbs_format(err, errlen, "WEFT_IB_GID_INDEX=%d is not a GID that %s port %u has (its GIDs: %s); "
+            wf_xfer_format(err, errlen, "WEFT_IB_GID_INDEX=%d is not a GID that %s port %u has (its GIDs: %s); "
                             "choose one from `weft-info`, or unset it", forced, choice->device, choice->port,
                             used > 0 ? valid : "none");
         } else
-            wf_verbs_format(err, errlen, "%s port %u has no GID: give its network interface an IP address",
+            wf_xfer_format(err, errlen, "%s port %u has no GID: give its network interface an IP address",
                             choice->device, choice->port);
         return -1;
     }
@@ -111,11 +111,11 @@ static int describe_port(struct ibv_context *context, uint8_t port, wf_verbs_por
 {
     struct ibv_port_attr attr;
     if (ibv_query_port(context, port, &attr) != 0) {
-        wf_verbs_format(err, errlen, "cannot query %s port %u", choice->device, port);
+        wf_xfer_format(err, errlen, "cannot query %s port %u", choice->device, port);
         return -1;
     }
     if (attr.state != IBV_PORT_ACTIVE) {
-        wf_verbs_format(err, errlen, "%s port %u is %s, not active", choice->device, port,
+        wf_xfer_format(err, errlen, "%s port %u is %s, not active", choice->device, port,
                         ibv_port_state_str(attr.state));
         return -1;
     }
@@ -128,7 +128,7 @@ static int describe_port(struct ibv_context *context, uint8_t port, wf_verbs_por
     int64_t forced = wf_param_int(WF_PARAM_IB_GID_INDEX);
     choice->gid_index = forced >= 0 ? (int)forced : 0;
     if (ibv_query_gid(context, port, choice->gid_index, &choice->gid) != 0) {
-        wf_verbs_format(err, errlen, "cannot read GID %d of %s port %u", choice->gid_index, choice->device, port);
+        wf_xfer_format(err, errlen, "cannot read GID %d of %s port %u", choice->gid_index, choice->device, port);
         return -1;
     }
     choice->is_global = forced >= 0; /* InfiniBand routes by LID inside a subnet */
@@ -143,7 +143,7 @@ static int try_device(struct ibv_device *device, const wf_nic_spec_t *spec, int 
 {
     struct ibv_context *context = ibv_open_device(device);
     if (context == NULL) {
-        wf_verbs_format(err, errlen, "cannot open %s", ibv_get_device_name(device));
+        wf_xfer_format(err, errlen, "cannot open %s", ibv_get_device_name(device));
         return -1;
     }
     struct ibv_device_attr attr;
@@ -170,7 +170,7 @@ int wf_verbs_choose_port(const char *rail, int rail_port, wf_verbs_port_choice_t
     int count = 0;
     struct ibv_device **list = ibv_get_device_list(&count);
     if (list == NULL || count == 0) {
-        wf_verbs_format(err, errlen, "no RDMA device is present (ibv_get_device_list found none); load the "
+        wf_xfer_format(err, errlen, "no RDMA device is present (ibv_get_device_list found none); load the "
                         "device's driver, or unset WEFT_TRANSPORT so that weft uses shared memory inside nodes "
                         "and libfabric between them");
         if (list != NULL)
@@ -194,10 +194,10 @@ int wf_verbs_choose_port(const char *rail, int rail_port, wf_verbs_port_choice_t
     ibv_free_device_list(list);
     if (rc != 0) {
         if (rail != NULL && rail[0] != '\0')
-            wf_verbs_format(err, errlen, "the topology chose %s port %d, but it cannot be used: %s", rail, rail_port,
+            wf_xfer_format(err, errlen, "the topology chose %s port %d, but it cannot be used: %s", rail, rail_port,
                             last[0] ? last : "it is not listed by libibverbs");
         else
-            wf_verbs_format(err, errlen, "no RDMA device has an active port that WEFT_IB_HCA=\"%s\" allows%s%s; "
+            wf_xfer_format(err, errlen, "no RDMA device has an active port that WEFT_IB_HCA=\"%s\" allows%s%s; "
                             "check `ibv_devinfo`", wf_param_str(WF_PARAM_IB_HCA), last[0] ? ": " : "", last);
     }
     return rc;

@@ -15,24 +15,6 @@
 #include "param.h"
 #include "verbs.h"
 
-void wf_verbs_set_error(struct wf_transport *t, const char *format, ...)
-{
-    va_list args;
-    va_start(args, format);
-    vsnprintf(t->error, sizeof(t->error), format, args);
-    va_end(args);
-}
-
-void wf_verbs_format(char *err, size_t errlen, const char *format, ...)
-{
-    if (err == NULL || errlen == 0)
-        return;
-    va_list args;
-    va_start(args, format);
-    vsnprintf(err, errlen, format, args);
-    va_end(args);
-}
-
 static uint64_t random_instance(void)
 {
     uint64_t value = 0;
@@ -72,13 +54,13 @@ static void read_parameters(struct wf_transport *t)
 static int open_resources(struct wf_transport *t, char *err, size_t errlen)
 {
     if (ibv_query_device(t->context, &t->device_attr) != 0) {
-        wf_verbs_format(err, errlen, "cannot query %s: %s", t->port.device, strerror(errno));
+        wf_xfer_format(err, errlen, "cannot query %s: %s", t->port.device, strerror(errno));
         return -EIO;
     }
     t->pd = ibv_alloc_pd(t->context);
     t->channel = t->pd != NULL ? ibv_create_comp_channel(t->context) : NULL;
     if (t->channel == NULL) {
-        wf_verbs_format(err, errlen, "cannot allocate a protection domain and completion channel on %s: %s",
+        wf_xfer_format(err, errlen, "cannot allocate a protection domain and completion channel on %s: %s",
                         t->port.device, strerror(errno));
         return -EIO;
     }
@@ -89,19 +71,19 @@ static int open_resources(struct wf_transport *t, char *err, size_t errlen)
     t->cq_size = (int)(want < t->device_attr.max_cqe ? want : t->device_attr.max_cqe);
     t->cq = ibv_create_cq(t->context, t->cq_size, NULL, t->channel, 0);
     if (t->cq == NULL) {
-        wf_verbs_format(err, errlen, "cannot create a completion queue of %d entries on %s (max_cqe %d): %s",
+        wf_xfer_format(err, errlen, "cannot create a completion queue of %d entries on %s (max_cqe %d): %s",
                         t->cq_size, t->port.device, t->device_attr.max_cqe, strerror(errno));
         return -EIO;
     }
     int rc = open_send_slots(t);
     if (rc != 0) {
-        wf_verbs_format(err, errlen, "cannot register %d send slots on %s: %s; raise the memlock limit "
+        wf_xfer_format(err, errlen, "cannot register %d send slots on %s: %s; raise the memlock limit "
                         "(ulimit -l unlimited)", WF_VERBS_SEND_SLOTS, t->port.device, strerror(-rc));
         return rc;
     }
     rc = wf_verbs_ud_open(t);
     if (rc != 0)
-        wf_verbs_format(err, errlen, "%s", t->error);
+        wf_xfer_format(err, errlen, "%s", t->error);
     return rc;
 }
 
