@@ -1,7 +1,7 @@
 /*
- * Pieces that every transport in transport/ needs in the same form: the formatting of their error
- * texts, the monotonic clock that times their waits, and the immediates of remote writes held back
- * while a post waits for room, which progress() delivers later.
+ * Pieces that every transport in transport/ needs in the same form. They format their error texts
+ * and time their waits with the monotonic clock here. The immediates of remote writes that arrive
+ * while a post waits for room are held here until progress() delivers them.
  */
 #ifndef WF_XFER_H
 #define WF_XFER_H
