@@ -316,10 +316,13 @@ static void log_layout(weft_comm_t comm)
 }
 
 /*
- * Return an upper estimate of the bytes this communicator registers for its own buffers. It adds
- * the kept scratch (one per use, up to WEFT_SCRATCH_KEEP each), the ring slots and staging, the
- * control page, five buffers of a header plus the eager limit (mismatch signatures and group step
- * staging), and the direct algorithms' receive area.
+ * Return an upper estimate of the bytes this communicator registers for its own buffers. The sum
+ * has five terms:
+ * - the kept scratch, one per use, up to WEFT_SCRATCH_KEEP each;
+ * - the ring slots and staging;
+ * - the control page;
+ * - five buffers of a header plus the eager limit, for mismatch signatures and group step staging;
+ * - the receive area of the direct algorithms.
  */
 static uint64_t memlock_estimate(const weft_comm_t comm)
 {
