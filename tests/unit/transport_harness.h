@@ -1,7 +1,7 @@
 /*
- * Helpers of the transport unit tests (test_shm_transport.c, test_ofi_transport.c), which fork two
- * ranks that talk over a socketpair besides the transport under test: the data pattern, the
- * socket I/O, and waits that keep the transport progressing.
+ * Helpers of the transport unit tests (test_shm_transport.c, test_ofi_transport.c and
+ * test_verbs_transport.c), which fork two ranks that talk over a socketpair besides the transport
+ * under test: the data pattern, the socket I/O, and waits that keep the transport progressing.
  */
 #ifndef WF_TRANSPORT_HARNESS_H
 #define WF_TRANSPORT_HARNESS_H

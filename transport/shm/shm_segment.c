@@ -132,7 +132,7 @@ int wf_shm_segment_create(struct wf_transport *t, char *err, size_t errlen)
     if (fd < 0) {
         int error = errno;
         wf_xfer_format(err, errlen, "shm_open of %s failed on rank %d: %s; check that /dev/shm is mounted and "
-                      "writable, or set WEFT_TRANSPORT=ofi", t->name, t->rank, strerror(error));
+                       "writable, or set WEFT_TRANSPORT=ofi", t->name, t->rank, strerror(error));
         return -error;
     }
     t->capacity = fit_capacity(t, fd, wf_shm_ring_capacity(t->nranks));
@@ -148,7 +148,7 @@ int wf_shm_segment_create(struct wf_transport *t, char *err, size_t errlen)
     if (base == MAP_FAILED) {
         shm_unlink(t->name);
         wf_xfer_format(err, errlen, "%s of the %zu-byte shared-memory segment %s failed on rank %d: %s", step, bytes,
-                      t->name, t->rank, strerror(error));
+                       t->name, t->rank, strerror(error));
         return -error;
     }
     t->segment = base;

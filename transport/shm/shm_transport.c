@@ -26,12 +26,12 @@ static int validate_config(const wf_transport_config_t *config, wf_transport_t *
     }
     if (config->nranks < 1 || config->rank < 0 || config->rank >= config->nranks) {
         wf_xfer_format(err, errlen, "shm transport create: rank %d is outside a communicator of %d ranks; "
-                      "expected 0 <= rank < nranks", config->rank, config->nranks);
+                       "expected 0 <= rank < nranks", config->rank, config->nranks);
         return -EINVAL;
     }
     if (config->nranks > WF_SHM_MAX_RANKS) {
         wf_xfer_format(err, errlen, "the shm transport serves at most %d ranks, and this communicator has %d; set "
-                      "WEFT_TRANSPORT=ofi", WF_SHM_MAX_RANKS, config->nranks);
+                       "WEFT_TRANSPORT=ofi", WF_SHM_MAX_RANKS, config->nranks);
         return -E2BIG;
     }
     return 0;

@@ -270,7 +270,7 @@ struct wf_transport {
     uint32_t max_inline;
     size_t wr_max;              /* largest RDMA write or read in one work request */
     uint64_t spin_ns;           /* polling time before progress() sleeps on the channel */
-    int may_sleep;              /* 0 when another transport is polled in the same loop */
+    int may_sleep;              /* whether progress() may sleep: 0 when another transport shares the loop */
     int timeout, retry_count, traffic_class, service_level;
 
     struct ibv_qp *ud_qp;

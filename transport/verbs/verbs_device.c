@@ -86,11 +86,11 @@ static int choose_gid(struct ibv_context *context, const struct ibv_port_attr *a
                     used += (size_t)snprintf(valid + used, sizeof(valid) - used, "%s%u", used > 0 ? ", " : "",
                                              entries[i].gid_index);
             wf_xfer_format(err, errlen, "WEFT_IB_GID_INDEX=%d is not a GID that %s port %u has (its GIDs: %s); "
-                            "choose one from `weft-info`, or unset it", forced, choice->device, choice->port,
-                            used > 0 ? valid : "none");
+                           "choose one from `weft-info`, or unset it", forced, choice->device, choice->port,
+                           used > 0 ? valid : "none");
         } else
             wf_xfer_format(err, errlen, "%s port %u has no GID: give its network interface an IP address",
-                            choice->device, choice->port);
+                           choice->device, choice->port);
         return -1;
     }
     const struct ibv_gid_entry *entry = &entries[best];
@@ -116,7 +116,7 @@ static int describe_port(struct ibv_context *context, uint8_t port, wf_verbs_por
     }
     if (attr.state != IBV_PORT_ACTIVE) {
         wf_xfer_format(err, errlen, "%s port %u is %s, not active", choice->device, port,
-                        ibv_port_state_str(attr.state));
+                       ibv_port_state_str(attr.state));
         return -1;
     }
     choice->port = port;
@@ -171,8 +171,8 @@ int wf_verbs_choose_port(const char *rail, int rail_port, wf_verbs_port_choice_t
     struct ibv_device **list = ibv_get_device_list(&count);
     if (list == NULL || count == 0) {
         wf_xfer_format(err, errlen, "no RDMA device is present (ibv_get_device_list found none); load the "
-                        "device's driver, or unset WEFT_TRANSPORT so that weft uses shared memory inside nodes "
-                        "and libfabric between them");
+                       "device's driver, or unset WEFT_TRANSPORT so that weft uses shared memory inside nodes "
+                       "and libfabric between them");
         if (list != NULL)
             ibv_free_device_list(list);
         return -ENODEV;
@@ -195,10 +195,10 @@ int wf_verbs_choose_port(const char *rail, int rail_port, wf_verbs_port_choice_t
     if (rc != 0) {
         if (rail != NULL && rail[0] != '\0')
             wf_xfer_format(err, errlen, "the topology chose %s port %d, but it cannot be used: %s", rail, rail_port,
-                            last[0] ? last : "it is not listed by libibverbs");
+                           last[0] ? last : "it is not listed by libibverbs");
         else
             wf_xfer_format(err, errlen, "no RDMA device has an active port that WEFT_IB_HCA=\"%s\" allows%s%s; "
-                            "check `ibv_devinfo`", wf_param_str(WF_PARAM_IB_HCA), last[0] ? ": " : "", last);
+                           "check `ibv_devinfo`", wf_param_str(WF_PARAM_IB_HCA), last[0] ? ": " : "", last);
     }
     return rc;
 }

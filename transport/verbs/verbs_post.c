@@ -347,19 +347,48 @@ static int check_post(struct wf_transport *t, int peer, size_t length, const wf_
     return 0;
 }
 
+/* Validate a post and take an operation for it. Returns NULL with the code in *rc when it cannot be posted. */
+static wf_verbs_op_t *start_op(struct wf_transport *t, int peer, wf_verbs_op_kind_t kind, const void *buf,
+                               size_t length, wf_xfer_t *xfer, int *rc)
+{
+    *rc = check_post(t, peer, length, xfer, wf_verbs_op_name(kind));
+    if (*rc != 0)
+        return NULL;
+    wf_verbs_op_t *op = wf_verbs_op_get(t);
+    if (op == NULL) {
+        *rc = -ENOMEM;
+        return NULL;
+    }
+    xfer->done = 0;
+    op->kind = kind;
+    op->xfer = xfer;
+    op->buf = buf;
+    op->length = length;
+    return op;
+}
+
+/* Submit the RDMA write or read op at remote_addr of the peer's region key. */
+static int submit_rdma(struct wf_transport *t, int peer, wf_verbs_op_t *op, void *desc, uint64_t remote_addr,
+                       uint64_t key)
+{
+    int rc = op->length > 0 ? local_key(t, op, (void *)op->buf, op->length, desc, IBV_ACCESS_LOCAL_WRITE) : 0;
+    if (rc != 0) {
+        wf_verbs_op_release(t, op);
+        return rc;
+    }
+    op->remote_addr = remote_addr;
+    op->rkey = (uint32_t)key; /* the peer's key, in place of the local region's that local_key stored */
+    return wf_verbs_submit(t, peer, op);
+}
+
 int wf_verbs_send(wf_transport_t *t, int peer, uint64_t tag, const void *buf, size_t length, void *desc,
                   wf_xfer_t *xfer)
 {
-    int rc = check_post(t, peer, length, xfer, "send");
-    wf_verbs_op_t *op = rc == 0 ? wf_verbs_op_get(t) : NULL;
+    int rc;
+    wf_verbs_op_t *op = start_op(t, peer, WF_VERBS_OP_SEND, buf, length, xfer, &rc);
     if (op == NULL)
-        return rc != 0 ? rc : -ENOMEM;
-    xfer->done = 0;
-    op->kind = WF_VERBS_OP_SEND;
-    op->xfer = xfer;
+        return rc;
     op->tag = tag;
-    op->buf = buf;
-    op->length = length;
     if (length > WF_VERBS_EAGER_MAX) {
         op->rendezvous = 1;
         op->events_left = 2;
@@ -375,46 +404,22 @@ int wf_verbs_send(wf_transport_t *t, int peer, uint64_t tag, const void *buf, si
 int wf_verbs_write(wf_transport_t *t, int peer, const void *buf, size_t length, void *desc, uint64_t remote_addr,
                    uint64_t key, uint32_t immediate, wf_xfer_t *xfer)
 {
-    int rc = check_post(t, peer, length, xfer, "RDMA write");
-    wf_verbs_op_t *op = rc == 0 ? wf_verbs_op_get(t) : NULL;
+    int rc;
+    wf_verbs_op_t *op = start_op(t, peer, WF_VERBS_OP_WRITE, buf, length, xfer, &rc);
     if (op == NULL)
-        return rc != 0 ? rc : -ENOMEM;
-    xfer->done = 0;
-    op->kind = WF_VERBS_OP_WRITE;
-    op->xfer = xfer;
-    op->buf = buf;
-    op->length = length;
-    op->remote_addr = remote_addr;
-    op->immediate = immediate;
-    rc = length > 0 ? local_key(t, op, (void *)buf, length, desc, IBV_ACCESS_LOCAL_WRITE) : 0;
-    op->rkey = (uint32_t)key;
-    if (rc != 0) {
-        wf_verbs_op_release(t, op);
         return rc;
-    }
-    return wf_verbs_submit(t, peer, op);
+    op->immediate = immediate;
+    return submit_rdma(t, peer, op, desc, remote_addr, key);
 }
 
 int wf_verbs_read(wf_transport_t *t, int peer, void *buf, size_t length, void *desc, uint64_t remote_addr,
                   uint64_t key, wf_xfer_t *xfer)
 {
-    int rc = check_post(t, peer, length, xfer, "RDMA read");
-    wf_verbs_op_t *op = rc == 0 ? wf_verbs_op_get(t) : NULL;
+    int rc;
+    wf_verbs_op_t *op = start_op(t, peer, WF_VERBS_OP_READ, buf, length, xfer, &rc);
     if (op == NULL)
-        return rc != 0 ? rc : -ENOMEM;
-    xfer->done = 0;
-    op->kind = WF_VERBS_OP_READ;
-    op->xfer = xfer;
-    op->buf = buf;
-    op->length = length;
-    op->remote_addr = remote_addr;
-    rc = length > 0 ? local_key(t, op, buf, length, desc, IBV_ACCESS_LOCAL_WRITE) : 0;
-    op->rkey = (uint32_t)key;
-    if (rc != 0) {
-        wf_verbs_op_release(t, op);
         return rc;
-    }
-    return wf_verbs_submit(t, peer, op);
+    return submit_rdma(t, peer, op, desc, remote_addr, key);
 }
 
 static wf_verbs_recv_t *new_recv(struct wf_transport *t, int peer, uint64_t tag, uint64_t ignore, void *buf,

@@ -5,7 +5,7 @@
  * or kept as unexpected) or the immediate of a write into a local region. Either way the slot is
  * reposted at once and owed back to the sender as a credit. progress() polls without sleeping
  * while completions keep coming, then sleeps on the completion channel for a millisecond at most.
- * Inside the route transport it never sleeps, since the shm part's messages would wait.
+ * Inside the route transport it never sleeps, because the shm part's messages would wait.
  */
 #include <arpa/inet.h>
 #include <errno.h>

@@ -61,7 +61,7 @@ static int open_resources(struct wf_transport *t, char *err, size_t errlen)
     t->channel = t->pd != NULL ? ibv_create_comp_channel(t->context) : NULL;
     if (t->channel == NULL) {
         wf_xfer_format(err, errlen, "cannot allocate a protection domain and completion channel on %s: %s",
-                        t->port.device, strerror(errno));
+                       t->port.device, strerror(errno));
         return -EIO;
     }
     int served = 0;
@@ -72,13 +72,13 @@ static int open_resources(struct wf_transport *t, char *err, size_t errlen)
     t->cq = ibv_create_cq(t->context, t->cq_size, NULL, t->channel, 0);
     if (t->cq == NULL) {
         wf_xfer_format(err, errlen, "cannot create a completion queue of %d entries on %s (max_cqe %d): %s",
-                        t->cq_size, t->port.device, t->device_attr.max_cqe, strerror(errno));
+                       t->cq_size, t->port.device, t->device_attr.max_cqe, strerror(errno));
         return -EIO;
     }
     int rc = open_send_slots(t);
     if (rc != 0) {
         wf_xfer_format(err, errlen, "cannot register %d send slots on %s: %s; raise the memlock limit "
-                        "(ulimit -l unlimited)", WF_VERBS_SEND_SLOTS, t->port.device, strerror(-rc));
+                       "(ulimit -l unlimited)", WF_VERBS_SEND_SLOTS, t->port.device, strerror(-rc));
         return rc;
     }
     rc = wf_verbs_ud_open(t);
